@@ -1,0 +1,1 @@
+"""gansampler: post-hoc sampling service for trained GANs."""

@@ -1,0 +1,1 @@
+"""Step-level continuous batching of MCMC chains, device workers, admission control and jobs."""

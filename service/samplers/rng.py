@@ -1,0 +1,143 @@
+"""Counter-based, per-chain random streams.
+
+Every random number a sampler uses is a pure function of
+
+    (request seed, chain index, step t, draw id, element index)
+
+computed with an integer hash in vectorised torch ops. A chain's noise therefore does not depend on the batch it
+runs in, on its neighbours, on other requests merged into the same batch, or on the device: a request is
+reproducible from its seed alone (ALGORITHMS.md §4 pitfall 4, §5 test 7). ``torch.Generator`` cannot do this: it is
+one sequential stream per call.
+
+The hash is Chris Wellons' ``lowbias32`` finaliser on 32-bit lanes held in int64 tensors. Products are formed on
+16-bit halves so that no intermediate leaves the int64 range (signed overflow is not relied upon anywhere).
+Keys are 64 bits (two lanes) so that distinct (seed, chain, t, draw) tuples practically never share noise.
+
+Draw ids: a sampler uses a distinct small integer for each kind of draw within a step (proposal noise, the
+uniform of the accept test, ...). ``DRAW_INIT`` is reserved for the initial state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+_M32 = 0xFFFFFFFF
+_M16 = 0xFFFF
+
+DRAW_INIT = 0
+"""Draw id reserved for initial states (``t`` is 0 for them)."""
+
+
+class Streams(NamedTuple):
+    """One random stream per row.
+
+    seed:  (B,) int64, the request's seed (0 <= seed < 2**63).
+    chain: (B,) int64, the chain's index within its request.
+    """
+
+    seed: Tensor
+    chain: Tensor
+
+    @staticmethod
+    def for_request(seed: int, n: int, device: torch.device | str = "cpu", first_chain: int = 0) -> Streams:
+        """Streams for chains ``first_chain .. first_chain + n - 1`` of a request with ``seed``."""
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        dev = torch.device(device)
+        return Streams(
+            seed=torch.full((n,), seed, dtype=torch.int64, device=dev),
+            chain=torch.arange(first_chain, first_chain + n, dtype=torch.int64, device=dev),
+        )
+
+    def to(self, device: torch.device | str) -> Streams:
+        return Streams(self.seed.to(device), self.chain.to(device))
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return int(self.seed.shape[0])
+
+
+def _mul32(a: Tensor, c: int) -> Tensor:
+    """(a * c) mod 2**32 for a in [0, 2**32) without int64 overflow."""
+    lo = a & _M16
+    hi = a >> 16
+    return (lo * c + (((hi * c) & _M16) << 16)) & _M32
+
+
+def _mix(h: Tensor) -> Tensor:
+    """lowbias32: a bijective 32-bit finaliser with low avalanche bias."""
+    h = h ^ (h >> 16)
+    h = _mul32(h, 0x7FEB352D)
+    h = h ^ (h >> 15)
+    h = _mul32(h, 0x846CA68B)
+    return h ^ (h >> 16)
+
+
+def _as_rows(t: Tensor | int, like: Tensor) -> Tensor:
+    if isinstance(t, int):
+        return torch.full_like(like, t)
+    return t.to(device=like.device, dtype=torch.int64).expand_as(like)
+
+
+def _keys(streams: Streams, t: Tensor | int, draw: int) -> tuple[Tensor, Tensor]:
+    """Two 32-bit key lanes per row, (B,) each."""
+    seed = streams.seed
+    t_rows = _as_rows(t, seed)
+    parts = (
+        seed & _M32,
+        (seed >> 32) & _M32,
+        streams.chain & _M32,
+        (streams.chain >> 32) & _M32,
+        t_rows & _M32,
+        (t_rows >> 32) & _M32,
+        torch.full_like(seed, draw & _M32),
+    )
+    a = torch.full_like(seed, 0x243F6A88)
+    b = torch.full_like(seed, 0x85A308D3)
+    for p in parts:
+        a = _mix(a ^ p)
+        b = _mix((b + 0x9E3779B9 + p) & _M32)
+    return a, b
+
+
+def _bits(streams: Streams, t: Tensor | int, draw: int, n: int) -> Tensor:
+    """(B, n) uniformly distributed 32-bit integers (in int64)."""
+    a, b = _keys(streams, t, draw)
+    e = torch.arange(n, dtype=torch.int64, device=a.device)
+    h = _mix(a[:, None] ^ e[None, :])
+    return _mix(h ^ b[:, None])
+
+
+def uniform(streams: Streams, t: Tensor | int, draw: int, shape: tuple[int, ...] = (), dtype: torch.dtype = torch.float32) -> Tensor:
+    """U(0, 1) of shape (B, *shape), strictly inside (0, 1), exactly representable in float32.
+
+    24 bits per number: ((h >> 8) + 0.5) / 2**24, so ``log(u) < 0`` always and an MH test with
+    ``log alpha >= 0`` always accepts.
+    """
+    n = math.prod(shape)
+    h = _bits(streams, t, draw, n) >> 8
+    u = (h.to(torch.float64) + 0.5) * (2.0**-24)
+    return u.reshape(len(streams), *shape).to(dtype)
+
+
+def normal(streams: Streams, t: Tensor | int, draw: int, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
+    """N(0, 1) of shape (B, *shape) by Box-Muller on two 32-bit uniforms per element (float64 internally)."""
+    n = math.prod(shape)
+    h = _bits(streams, t, draw, 2 * n)
+    u1 = (h[:, 0::2].to(torch.float64) + 0.5) * (2.0**-32)
+    u2 = h[:, 1::2].to(torch.float64) * (2.0**-32)
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+    return z.reshape(len(streams), *shape).to(dtype)
+
+
+def integers(streams: Streams, t: Tensor | int, draw: int, high: int) -> Tensor:
+    """(B,) int64 uniform on [0, high) by multiply-shift of a 32-bit draw (bias below high / 2**32)."""
+    if not 0 < high < 2**31:
+        raise ValueError(f"high must be in (0, 2**31), got {high}")
+    h = _bits(streams, t, draw, 1)[:, 0]
+    return (h * high) >> 32
