@@ -1,0 +1,219 @@
+"""Prometheus series for gansampler: the only module that imports ``prometheus_client``.
+
+The engine and the API fill the plain stats objects of :mod:`service.engine.stats`; :class:`PrometheusSink`
+implements the :class:`~service.engine.stats.StatsSink` protocol and turns them into series on its own
+:class:`~prometheus_client.CollectorRegistry` (never the process-global one), so several apps can live in one
+process. ``GET /metrics`` serves :meth:`PrometheusSink.render`.
+
+Naming follows Prometheus' rules: every series starts with ``gansampler_``, values are in base units (seconds,
+bytes, ratios in [0, 1]), counters end in ``_total``, histograms have explicit buckets, and label values are
+bounded (``model`` = ``name@version``, ``sampler`` = one of six names, ``route`` = a route template, ``status`` =
+an HTTP status code, ``stage`` = ``initial`` | ``final``); never a seed or a request id.
+
+Acceptance *rates* are not exported as gauges: they are ``rate(gansampler_mcmc_accepted_total[5m]) /
+rate(gansampler_mcmc_proposals_total[5m])`` in PromQL, so they aggregate correctly over time and instances.
+``deploy/README.md`` lists every series; the dashboard and alert rules in ``deploy/`` use them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+from service.engine.stats import ChainsFinished, Gauges, RequestStats, StepStats
+
+NAMESPACE = "gansampler"
+# The classic text format (0.0.4): every series name here is a legacy-valid name, and every Prometheus reads it.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Bucket boundaries (upper bounds; +Inf is implicit). Named so docs and dashboards can quote them.
+REQUEST_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)
+QUEUE_WAIT_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+STEP_DURATION_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
+BATCH_CHAINS_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+ACCEPTANCE_BUCKETS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 .. 1.0
+LOGIT_BUCKETS: tuple[float, ...] = (
+    -10.0, -8.0, -6.0, -4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0,
+)
+
+# Job states that are always exported (0 when none), so dashboards and alerts see a series before the first job.
+JOB_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+LOGIT_STAGES: tuple[str, ...] = ("initial", "final")
+
+_MS = ("model", "sampler")
+
+
+class PrometheusSink:
+    """A :class:`~service.engine.stats.StatsSink` that records into Prometheus metrics.
+
+    Thread-safe: ``prometheus_client`` metrics are; the label-set bookkeeping of :meth:`set_gauges` holds a lock.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        n = NAMESPACE
+        # --- HTTP -------------------------------------------------------------------------------------------
+        self.requests = Counter(
+            "requests", "HTTP requests answered, by route template and status code.",
+            ["route", "status"], namespace=n, registry=r,
+        )
+        self.request_duration = Histogram(
+            "request_duration_seconds", "HTTP request latency from arrival to response, by route template.",
+            ["route"], namespace=n, registry=r, buckets=REQUEST_DURATION_BUCKETS,
+        )
+        self.queue_wait = Histogram(
+            "queue_wait_seconds", "Time a sampling request waited before its first chain ran a step.",
+            namespace=n, registry=r, buckets=QUEUE_WAIT_BUCKETS,
+        )
+        # --- engine steps -----------------------------------------------------------------------------------
+        self.batch_chains = Histogram(
+            "batch_chains", "Chains stepped together in one engine iteration of a pool (batch fill).",
+            _MS, namespace=n, registry=r, buckets=BATCH_CHAINS_BUCKETS,
+        )
+        self.step_duration = Histogram(
+            "step_duration_seconds", "Wall time of one engine iteration of a chain pool (all its rows).",
+            _MS, namespace=n, registry=r, buckets=STEP_DURATION_BUCKETS,
+        )
+        self.chain_steps = Counter(
+            "chain_steps", "Chain-steps run (rows x iterations).", _MS, namespace=n, registry=r,
+        )
+        self.proposals = Counter(
+            "mcmc_proposals", "Metropolis-Hastings proposals made (rows that ran an accept test).",
+            _MS, namespace=n, registry=r,
+        )
+        self.accepted = Counter(
+            "mcmc_accepted", "Metropolis-Hastings proposals accepted; divide its rate by mcmc_proposals_total's.",
+            _MS, namespace=n, registry=r,
+        )
+        self.nonfinite = Counter(
+            "nonfinite", "Proposals rejected because the logit or gradient was not finite.",
+            _MS, namespace=n, registry=r,
+        )
+        # --- finished chains --------------------------------------------------------------------------------
+        self.chain_acceptance = Histogram(
+            "chain_acceptance_ratio", "Per finished chain: mean of min(1, alpha) over its steps (ratio 0..1).",
+            _MS, namespace=n, registry=r, buckets=ACCEPTANCE_BUCKETS,
+        )
+        self.samples = Counter(
+            "samples", "Samples returned (one per finished chain).", _MS, namespace=n, registry=r,
+        )
+        self.logit = Histogram(
+            "discriminator_logit",
+            "Calibrated discriminator logit of each chain's first (stage=initial) and returned (stage=final) state "
+            "(no _sum: buckets are negative too; use histogram_quantile).",
+            [*_MS, "stage"], namespace=n, registry=r, buckets=LOGIT_BUCKETS,
+        )
+        # --- gauges -----------------------------------------------------------------------------------------
+        self.queue_depth = Gauge(
+            "queue_depth", "Chains waiting for admission into a pool.", namespace=n, registry=r,
+        )
+        self.queued_chain_steps = Gauge(
+            "queued_chain_steps", "Admission-control load: chain-steps accepted but not yet run.",
+            namespace=n, registry=r,
+        )
+        self.active_chains = Gauge(
+            "active_chains", "Chains currently in a pool (being stepped).", namespace=n, registry=r,
+        )
+        self.device_memory = Gauge(
+            "device_memory_bytes", "Memory per device and kind (e.g. models, allocated, reserved, total).",
+            ["device", "kind"], namespace=n, registry=r,
+        )
+        self.model_ready = Gauge(
+            "model_ready", "1 when the model version is loaded and serving, 0 otherwise.",
+            ["model"], namespace=n, registry=r,
+        )
+        self.model_load = Gauge(
+            "model_load_seconds", "Duration of the model version's most recent load (read, verify, build).",
+            ["model"], namespace=n, registry=r,
+        )
+        self.model_warmup = Gauge(
+            "model_warmup_seconds", "Duration of the model version's most recent warm-up after loading.",
+            ["model"], namespace=n, registry=r,
+        )
+        self.jobs = Gauge("jobs", "Jobs by state.", ["state"], namespace=n, registry=r)
+        for state in JOB_STATES:
+            self.jobs.labels(state=state).set(0)
+
+        self._lock = threading.Lock()
+        self._memory_keys: set[tuple[str, str]] = set()
+        self._ready_keys: set[tuple[str]] = set()
+        self._job_keys: set[tuple[str]] = {(state,) for state in JOB_STATES}
+
+    # --- StatsSink ------------------------------------------------------------------------------------------
+    def record_step(self, s: StepStats) -> None:
+        labels = (s.model, s.sampler)
+        self.batch_chains.labels(*labels).observe(s.rows)
+        self.step_duration.labels(*labels).observe(s.seconds)
+        self.chain_steps.labels(*labels).inc(s.rows)
+        self.proposals.labels(*labels).inc(s.proposals)
+        self.accepted.labels(*labels).inc(s.accepted)
+        self.nonfinite.labels(*labels).inc(s.nonfinite)
+
+    def record_chains(self, s: ChainsFinished) -> None:
+        labels = (s.model, s.sampler)
+        acceptance = self.chain_acceptance.labels(*labels)
+        for rate in s.acceptance_rates:
+            acceptance.observe(rate)
+        _observe_all(self.logit.labels(*labels, "initial"), s.logit_initial)
+        _observe_all(self.logit.labels(*labels, "final"), s.logit_final)
+        self.samples.labels(*labels).inc(s.samples)
+
+    def record_request(self, s: RequestStats) -> None:
+        self.requests.labels(s.route, str(s.status)).inc()
+        self.request_duration.labels(s.route).observe(s.seconds)
+        if s.queue_seconds is not None:
+            self.queue_wait.observe(s.queue_seconds)
+
+    def record_model_load(self, model: str, seconds: float, warmup_seconds: float) -> None:
+        self.model_load.labels(model).set(seconds)
+        self.model_warmup.labels(model).set(warmup_seconds)
+
+    def set_gauges(self, g: Gauges) -> None:
+        self.queue_depth.set(g.queue_depth)
+        self.queued_chain_steps.set(g.queued_chain_steps)
+        self.active_chains.set(g.active_chains)
+        jobs = {(state,): 0.0 for state in JOB_STATES}
+        jobs.update({(state,): float(count) for state, count in g.jobs.items()})
+        with self._lock:
+            self._memory_keys = _replace(
+                self.device_memory, self._memory_keys, {k: float(v) for k, v in g.device_memory_bytes.items()}
+            )
+            self._ready_keys = _replace(
+                self.model_ready, self._ready_keys, {(m,): float(ready) for m, ready in g.models_ready.items()}
+            )
+            self._job_keys = _replace(self.jobs, self._job_keys, jobs)
+
+    # --- exposition -----------------------------------------------------------------------------------------
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition (format 0.0.4) of this sink's registry: ``(body, content_type)``."""
+        return generate_latest(self.registry), CONTENT_TYPE
+
+
+def _observe_all(histogram: Histogram, values: Iterable[float]) -> None:
+    for v in values:
+        if v == v and abs(v) != float("inf"):  # a non-finite logit is counted in nonfinite_total instead
+            histogram.observe(v)
+
+
+_K = TypeVar("_K", bound=tuple[str, ...])
+
+
+def _replace(gauge: Gauge, old: set[_K], new: dict[_K, float]) -> set[_K]:
+    """Set ``gauge`` to exactly ``new``: label sets present before but absent now are removed (an unloaded model
+    or a device that went away stops being exported rather than freezing at its last value)."""
+    for key in old - new.keys():
+        gauge.remove(*key)
+    for key, value in new.items():
+        gauge.labels(*key).set(value)
+    return set(new)
