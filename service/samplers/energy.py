@@ -22,13 +22,18 @@ class Evaluation(NamedTuple):
     logit:    (B,) calibrated logit d~(G(z)), detached; non-finite values are kept (callers test ``finite``).
     grad:     (B, *latent_shape) ∇_z d~(G(z)), or None when not requested. Non-finite entries are zeroed
               and flagged in ``finite``.
-    finite:   (B,) bool, logit (and gradient when requested) finite.
+    finite:   (B,) bool, logit, x (and gradient when requested) all finite.
     """
 
     x: Tensor
     logit: Tensor
     grad: Tensor | None
     finite: Tensor
+
+
+def _rows_finite(x: Tensor) -> Tensor:
+    """(B,) bool: every element of the row is finite (a NaN image with a finite logit is still trouble)."""
+    return torch.isfinite(x.detach().flatten(1)).all(1)
 
 
 def log_prior(z: Tensor) -> Tensor:
@@ -42,13 +47,13 @@ def evaluate(pair: GanPair, z: Tensor, with_grad: bool) -> Evaluation:
         with torch.no_grad():
             x = pair.generator(z)
             logit = pair.logit(x).reshape(-1)
-        return Evaluation(x, logit, None, torch.isfinite(logit))
+        return Evaluation(x, logit, None, torch.isfinite(logit) & _rows_finite(x))
     with torch.enable_grad():
         zg = z.detach().requires_grad_(True)
         x = pair.generator(zg)
         logit = pair.logit(x).reshape(-1)
         (grad,) = torch.autograd.grad(logit.sum(), zg)
-    finite = torch.isfinite(logit) & torch.isfinite(grad.flatten(1)).all(1)
+    finite = torch.isfinite(logit) & torch.isfinite(grad.flatten(1)).all(1) & _rows_finite(x)
     grad = torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
     return Evaluation(x.detach(), logit.detach(), grad, finite)
 

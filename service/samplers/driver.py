@@ -1,0 +1,169 @@
+"""The in-process chain driver: run every chain of a request as one batch (NumPyro's kernel/driver split).
+
+The engine batches chains of many requests itself with ``init``/``step``/``done``/``output`` plus
+:func:`init_stats` / :func:`update_stats`; :func:`run_chains` is the same loop for one batch of rows, used by tests,
+benchmarks and library callers. No per-chain Python loop: a row past its length is frozen with
+:func:`~service.samplers.base.tree_where`, and the loop stops once every row is done.
+
+Every Info has ``acceptance_rate``, ``is_accepted``, ``is_nonfinite`` and ``logit`` (the chain's current calibrated
+logit after the step), all (B,).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from service.samplers.base import tree_where
+from service.samplers.energy import energy
+from service.samplers.kernel import STEPS_KEY
+from service.samplers.rng import Streams
+
+DONE_CHECK_EVERY = 8
+"""Iterations between host syncs that test "every row done" before the longest row's length is reached (rows of
+DRS finish early when they accept). After that length the test runs every iteration."""
+MAX_LENGTH_FACTOR = 2
+"""No sampler runs a row past ``MAX_LENGTH_FACTOR * n_steps`` steps (MH-GAN's ``real`` restart runs K more)."""
+
+
+class ChainStats(NamedTuple):
+    """Per-chain running statistics, all (B,).
+
+    accepted:       int64, accepted proposals.
+    proposals:      int64, steps run (proposals made).
+    acceptance_sum: float32, sum of the per-step min(1, alpha); divide by ``proposals`` for the acceptance rate.
+    nonfinite:      int64, proposals rejected for a non-finite logit / gradient / output.
+    logit_initial:  float32, calibrated logit of the initial state.
+    logit_final:    float32, calibrated logit of the current state (after the last step).
+    """
+
+    accepted: Tensor
+    proposals: Tensor
+    acceptance_sum: Tensor
+    nonfinite: Tensor
+    logit_initial: Tensor
+    logit_final: Tensor
+
+
+class Traces(NamedTuple):
+    """Thinned scalar traces, every ``every`` steps including step 0 (the initial state).
+
+    t:      (T,) int64 iteration index of each record.
+    logit:  (T, B) calibrated logit d~(x_k).
+    energy: (T, B) U(z_k) = ½‖z_k‖² − d~(G(z_k)).
+    z_norm: (T, B) ‖z_k‖ (typical-set check: about √dz under the prior).
+    """
+
+    every: int
+    t: Tensor
+    logit: Tensor
+    energy: Tensor
+    z_norm: Tensor
+
+
+class ChainRun(NamedTuple):
+    """What :func:`run_chains` returns.
+
+    output: ChainOutput(z, x, logit) of the final states, (B, ...).
+    stats:  ChainStats, (B,) each.
+    extras: ``algo.chain_extras(final_state)``, name -> (B,).
+    traces: Traces when ``trace_every > 0``, else None.
+    curve:  (n_iter,) per-step acceptance rate averaged over the rows active at that step.
+    steps:  (B,) int64 steps each row ran.
+    """
+
+    output: Any
+    stats: ChainStats
+    extras: dict[str, Tensor]
+    traces: Traces | None
+    curve: Tensor
+    steps: Tensor
+
+
+def init_stats(algo: Any, state: Any) -> ChainStats:
+    """Zeroed statistics for freshly initialised rows, with their initial logit."""
+    logit = algo.output(state).logit.detach().float()
+    zi = torch.zeros_like(logit, dtype=torch.int64)
+    return ChainStats(zi, zi.clone(), torch.zeros_like(logit), zi.clone(), logit, logit.clone())
+
+
+def update_stats(stats: ChainStats, info: Any, active: Tensor) -> ChainStats:
+    """Fold one step's Info into the statistics of the ``active`` (B,) bool rows; other rows are unchanged."""
+    a = active.to(torch.int64)
+    return ChainStats(
+        accepted=stats.accepted + (info.is_accepted & active).to(torch.int64),
+        proposals=stats.proposals + a,
+        acceptance_sum=stats.acceptance_sum + torch.where(active, info.acceptance_rate.float(), 0.0),
+        nonfinite=stats.nonfinite + (info.is_nonfinite & active).to(torch.int64),
+        logit_initial=stats.logit_initial,
+        logit_final=torch.where(active, info.logit.float(), stats.logit_final),
+    )
+
+
+def _trace_row(algo: Any, state: Any) -> tuple[Tensor, Tensor, Tensor]:
+    out = algo.output(state)
+    z = out.z.detach().float()
+    logit = out.logit.detach().float()
+    return logit, energy(z, logit), z.flatten(1).norm(dim=1)
+
+
+def run_chains(
+    algo: Any,
+    streams: Streams,
+    params: Any,
+    n_steps: int | Tensor,
+    trace_every: int = 0,
+) -> ChainRun:
+    """Run ``len(streams)`` chains to their lengths, all rows as one batch.
+
+    n_steps: int or (B,) int64, each row's length (chain length K, SIR candidates N, DRS max tries).
+    params:  the algorithm's Params for these rows (``algo.make_params``).
+    trace_every: record Traces every this many steps (0: no traces).
+    """
+    device = streams.seed.device
+    b = len(streams)
+    n = torch.as_tensor(n_steps, dtype=torch.int64, device=device).expand(b).clone()
+    state = algo.init(streams, params)
+    stats = init_stats(algo, state)
+    t = torch.zeros(b, dtype=torch.int64, device=device)
+    curve: list[Tensor] = []
+    trace_rows: list[tuple[Tensor, Tensor, Tensor]] = []
+    trace_t: list[int] = []
+    if trace_every > 0:
+        trace_rows.append(_trace_row(algo, state))
+        trace_t.append(0)
+    longest = int(n.max()) if b else 0
+    cap = MAX_LENGTH_FACTOR * longest + 1
+    it = 0
+    while it <= cap:
+        done = algo.done(state, params, t, n)
+        if (it >= longest or it % DONE_CHECK_EVERY == 0) and bool(done.all()):
+            break
+        active = ~done
+        new_state, info = algo.step(state, streams, params, t)
+        state = tree_where(active, new_state, state)
+        stats = update_stats(stats, info, active)
+        n_active = active.sum().clamp(min=1)
+        curve.append(torch.where(active, info.acceptance_rate.float(), 0.0).sum() / n_active)
+        t = t + active.to(torch.int64)
+        it += 1
+        if trace_every > 0 and it % trace_every == 0:
+            trace_rows.append(_trace_row(algo, state))
+            trace_t.append(it)
+    traces = None
+    if trace_every > 0:
+        logit, en, zn = (torch.stack(c) for c in zip(*trace_rows, strict=True))
+        traces = Traces(trace_every, torch.tensor(trace_t, dtype=torch.int64), logit, en, zn)
+    curve_t = torch.stack(curve) if curve else torch.zeros(0, device=device)
+    return ChainRun(algo.output(state), stats, algo.chain_extras(state), traces, curve_t, t)
+
+
+def steps_values(
+    values: dict[str, Tensor], n_steps: int | Tensor, batch: int, device: torch.device | str
+) -> dict[str, Tensor]:
+    """``values`` plus ``"steps"`` (B,) int64 for ``algo.make_params`` (see :data:`~service.samplers.kernel.STEPS_KEY`)."""
+    out = dict(values)
+    out[STEPS_KEY] = torch.as_tensor(n_steps, dtype=torch.int64, device=device).expand(batch).clone()
+    return out

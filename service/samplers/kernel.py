@@ -1,0 +1,121 @@
+"""Pieces shared by the sampler classes: a base class, the log-space accept test and the draw ids.
+
+Draw ids (see :mod:`service.samplers.rng`): every sampler keys its step-``t`` proposal noise with
+``DRAW_PROPOSAL`` and its accept-test uniform with ``DRAW_ACCEPT``, so kernels that must coincide (REP-GAN with a
+prior proposal and MH-GAN; DDLS and REP-GAN's L2MC proposal) see the very same random numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor
+
+from service.samplers.base import GanPair, ParamSpec, UnsupportedPairError, fill_params
+from service.samplers.options import Options
+from service.samplers.rng import DRAW_INIT, Streams, normal, uniform
+
+DRAW_PROPOSAL = 1
+"""Proposal noise at step t (latent normals)."""
+DRAW_ACCEPT = 2
+"""Uniform of the accept test at step t."""
+DRAW_INIT_ACCEPT = 3
+"""Uniform of an accept test made by ``init`` (DRS's first try)."""
+DRAW_INIT_INDEX = 4
+"""Index of the held-out real sample chosen by MH-GAN's ``real`` init."""
+
+STEPS_KEY = "steps"
+"""``make_params`` accepts ``values["steps"]`` (B,): each row's chain length. Samplers that need it (MH-GAN's
+``real`` init, which restarts a chain that never accepted) read it; the others ignore it, so callers may always
+pass it."""
+
+
+class NoParams(NamedTuple):
+    """Params of a sampler without per-row numeric parameters."""
+
+
+class AcceptTest(NamedTuple):
+    """Result of a log-space Metropolis test, all (B,)."""
+
+    log_alpha: Tensor  # float, in [-inf, +inf], never NaN
+    accept: Tensor  # bool
+    rate: Tensor  # float, min(1, alpha) in [0, 1]
+
+
+def accept_test(log_alpha: Tensor, proposal_ok: Tensor, current_ok: Tensor, u: Tensor) -> AcceptTest:
+    """Accept iff log u < log alpha, in log space (ALGORITHMS.md §0).
+
+    log_alpha (B,) is the raw log acceptance ratio; proposal_ok / current_ok (B,) bool say whether the proposal /
+    current state are finite. A non-finite proposal is never accepted (log alpha = -inf); from a non-finite
+    current state any finite proposal is accepted (log alpha = +inf), so no chain stays stuck on a NaN. ``u`` (B,)
+    is in (0, 1) strictly (:func:`service.samplers.rng.uniform`), so log alpha >= 0 always accepts.
+    """
+    pos = torch.full_like(log_alpha, float("inf"))
+    la = torch.where(current_ok, log_alpha, pos)
+    la = torch.where(torch.isnan(la), -pos, la)
+    la = torch.where(proposal_ok, la, -pos)
+    accept = torch.log(u) < la
+    rate = torch.exp(torch.clamp(la, max=0.0))
+    return AcceptTest(la, accept, rate)
+
+
+def view_rows(v: Tensor, like: Tensor) -> Tensor:
+    """Reshape a (B,) per-row value to broadcast against ``like`` (B, ...)."""
+    return v.reshape(v.shape + (1,) * (like.dim() - 1))
+
+
+def row_sq_norm(v: Tensor) -> Tensor:
+    """‖v_b‖² per row, (B,)."""
+    return v.flatten(1).pow(2).sum(1)
+
+
+class SamplerBase:
+    """Defaults shared by the sampler classes (see :class:`service.samplers.base.SamplingAlgorithm`)."""
+
+    name: ClassVar[str]
+    needs_grad: ClassVar[bool] = False
+    param_specs: ClassVar[tuple[ParamSpec, ...]] = ()
+    params_cls: ClassVar[type] = NoParams
+    default_steps: ClassVar[int]
+    options_cls: ClassVar[type[Options]]
+
+    def __init__(self, pair: GanPair, options: Options | None = None) -> None:
+        options = self.options_cls() if options is None else options
+        if not isinstance(options, self.options_cls):
+            raise TypeError(f"{self.name} takes {self.options_cls.__name__}, got {type(options).__name__}")
+        if self.needs_grad and not pair.differentiable:
+            raise UnsupportedPairError(self.name, "it needs gradients through G and D, and this model is forward-only")
+        self.pair = pair
+        self.options = options
+        self.latent_shape = tuple(int(s) for s in pair.latent_shape)
+
+    def make_params(self, values: Mapping[str, Tensor], batch: int, device: torch.device | str) -> Any:
+        """Per-row Params NamedTuple of (B,) tensors; missing names take their spec default."""
+        values = {k: v for k, v in values.items() if k != STEPS_KEY}
+        return fill_params(self.params_cls, self.param_specs, values, batch, torch.device(device))
+
+    def done(self, state: Any, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
+        """(B,) bool: the row has run its ``n_steps``."""
+        return t >= n_steps
+
+    def chain_extras(self, state: Any) -> dict[str, Tensor]:
+        """Sampler-specific per-chain results, each (B,)."""
+        return {}
+
+    def exact(self) -> bool:
+        return True
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def prior_draw(self, streams: Streams, t: Tensor | int, draw: int) -> Tensor:
+        """z ~ N(0, I), (B, *latent_shape), on the streams' device."""
+        return normal(streams, t, draw, self.latent_shape)
+
+    def init_latent(self, streams: Streams) -> Tensor:
+        return self.prior_draw(streams, 0, DRAW_INIT)
+
+    @staticmethod
+    def accept_uniform(streams: Streams, t: Tensor | int, draw: int = DRAW_ACCEPT) -> Tensor:
+        return uniform(streams, t, draw)
