@@ -1,0 +1,177 @@
+"""The model registry: ``<root>/<name>/<version>/model.toml`` scanned, loaded, unloaded and resolved by reference.
+
+A broken version never stops the others: its error (naming the file and field) is kept on its entry and
+:meth:`Registry.load_all` goes on. ``"name"`` resolves to the highest *ready* version, ``"name@3"`` to that version.
+Thread-safe: the lock guards the table only; loading itself runs outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from service.registry.errors import ModelNotFoundError, ModelNotReadyError, RegistryError
+from service.registry.model import LoadedModel, load_version
+from service.registry.schema import MANIFEST_NAME, NAME_PATTERN
+
+State = Literal["unloaded", "loading", "ready", "failed"]
+_REF = re.compile(r"^(?P<name>[^@]+?)(?:@(?P<version>\d+))?$")
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``"name"`` -> (name, None); ``"name@3"`` -> (name, 3). Malformed refs raise :class:`ModelNotFoundError`."""
+    m = _REF.match(ref)
+    if m is None or not re.match(NAME_PATTERN, m["name"]):
+        raise ModelNotFoundError(ref, "not a model reference: expected 'name' or 'name@version'")
+    return m["name"], None if m["version"] is None else int(m["version"])
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One version found on disk. ``error`` is the load failure (file and field named) when state is failed."""
+
+    name: str
+    version: int
+    path: Path
+    state: State = "unloaded"
+    error: str | None = None
+    memory_bytes: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Registry:
+    """Model versions under ``root`` on one ``device``. Nothing is read until :meth:`scan`."""
+
+    def __init__(self, root: Path | str, device: str = "cpu") -> None:
+        self.root = Path(root)
+        self.device = device
+        self._lock = threading.RLock()
+        self._entries: dict[tuple[str, int], ModelEntry] = {}
+        self._loaded: dict[tuple[str, int], LoadedModel] = {}
+
+    # ------------------------------------------------------------------ discovery
+    def scan(self) -> list[ModelEntry]:
+        """Find every ``<name>/<version>/model.toml``; keeps the state of known versions. Returns :meth:`entries`."""
+        found: dict[tuple[str, int], Path] = {}
+        if self.root.is_dir():
+            root = self.root.resolve()
+            for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and re.match(NAME_PATTERN, p.name)):
+                for vdir in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+                    if (vdir / MANIFEST_NAME).is_file() and vdir.resolve().is_relative_to(root):
+                        found[(model_dir.name, int(vdir.name))] = vdir
+        with self._lock:
+            for key in list(self._entries):
+                if key not in found and key not in self._loaded:
+                    del self._entries[key]
+            for key, vdir in found.items():
+                if key not in self._entries:
+                    self._entries[key] = ModelEntry(key[0], key[1], vdir)
+        return self.entries()
+
+    def entries(self) -> list[ModelEntry]:
+        """Every known version, sorted by (name, version)."""
+        with self._lock:
+            return [self._entries[k] for k in sorted(self._entries)]
+
+    def loaded(self) -> list[LoadedModel]:
+        with self._lock:
+            return [self._loaded[k] for k in sorted(self._loaded)]
+
+    def _entry(self, name: str, version: int) -> ModelEntry:
+        with self._lock:
+            entry = self._entries.get((name, version))
+        if entry is None:
+            self.scan()
+            with self._lock:
+                entry = self._entries.get((name, version))
+        if entry is None:
+            raise ModelNotFoundError(f"{name}@{version}", f"no version {version} of model {name!r} under {self.root}")
+        return entry
+
+    def _set(self, entry: ModelEntry, **changes: object) -> ModelEntry:
+        new = replace(entry, **changes)  # type: ignore[arg-type]
+        self._entries[(entry.name, entry.version)] = new
+        return new
+
+    # ------------------------------------------------------------------ lifecycle
+    def load(self, name: str, version: int) -> LoadedModel:
+        """Load (or return the already loaded) version. On failure the entry records the error, which is raised."""
+        entry = self._entry(name, version)
+        with self._lock:
+            if (name, version) in self._loaded:
+                return self._loaded[(name, version)]
+            entry = self._set(entry, state="loading", error=None)
+        try:
+            model = load_version(entry.path, self.device)
+        except RegistryError as exc:
+            with self._lock:
+                self._set(entry, state="failed", error=str(exc))
+            raise
+        except Exception as exc:  # a user's network can fail in any way; record it, never crash the registry
+            with self._lock:
+                self._set(entry, state="failed", error=f"{entry.path / MANIFEST_NAME}: {type(exc).__name__}: {exc}")
+            raise RegistryError(f"{entry.path / MANIFEST_NAME}: {type(exc).__name__}: {exc}") from exc
+        with self._lock:
+            self._loaded[(name, version)] = model
+            self._set(entry, state="ready", error=None, memory_bytes=model.memory_bytes)
+        return model
+
+    def load_all(self, names: Iterable[str] | None = None) -> list[ModelEntry]:
+        """Scan, then load every version (of ``names`` when given); failures are recorded, never raised."""
+        wanted = None if names is None else set(names)
+        for entry in self.scan():
+            if (wanted is None or entry.name in wanted) and entry.state != "ready":
+                with contextlib.suppress(RegistryError):  # recorded on the entry
+                    self.load(entry.name, entry.version)
+        return self.entries()
+
+    def unload(self, name: str, version: int) -> ModelEntry:
+        """Drop a version from memory (its entry stays, state ``unloaded``)."""
+        entry = self._entry(name, version)
+        with self._lock:
+            self._loaded.pop((name, version), None)
+            return self._set(entry, state="unloaded", error=None, memory_bytes=0)
+
+    def reload(self, name: str, version: int) -> LoadedModel:
+        """Re-read the manifest and files of a version. If that fails the version is unloaded and failed."""
+        self.unload(name, version)
+        return self.load(name, version)
+
+    # ------------------------------------------------------------------ resolution
+    def get(self, ref: str) -> LoadedModel:
+        """The loaded model for ``"name"`` (highest ready version) or ``"name@version"``.
+
+        Raises :class:`ModelNotFoundError` for an unknown name/version, :class:`ModelNotReadyError` when it exists
+        but is not ready (its state and error say why).
+        """
+        name, version = parse_ref(ref)
+        with self._lock:
+            versions = sorted((v for (n, v) in self._entries if n == name), reverse=True)
+            if not versions:
+                raise ModelNotFoundError(ref)
+            if version is not None:
+                if version not in versions:
+                    raise ModelNotFoundError(ref, f"model {name!r} has no version {version} (has {sorted(versions)})")
+                model = self._loaded.get((name, version))
+                if model is None:
+                    e = self._entries[(name, version)]
+                    raise ModelNotReadyError(ref, e.state, e.error)
+                return model
+            for v in versions:
+                if (name, v) in self._loaded:
+                    return self._loaded[(name, v)]
+            latest = self._entries[(name, versions[0])]
+            raise ModelNotReadyError(ref, f"not ready (latest version {latest.version} is {latest.state})", latest.error)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by every loaded model on this registry's device."""
+        with self._lock:
+            return sum(m.memory_bytes for m in self._loaded.values())
