@@ -1,0 +1,109 @@
+"""Server settings: pydantic-settings, environment prefix ``GANSAMPLER_``.
+
+Every default is a named constant below; docs and errors quote them from here. Limits apply per request unless
+stated; jobs have their own, larger ones. Examples::
+
+    GANSAMPLER_MODELS_DIR=models GANSAMPLER_DEVICE=cuda:0,cuda:1 GANSAMPLER_MAX_N=256 gansampler-server serve
+    GANSAMPLER_API_KEYS=key1,key2 GANSAMPLER_ADMIN_TOKEN=secret ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "GANSAMPLER_"
+
+DEFAULT_MODELS_DIR = Path("models")
+DEFAULT_DEVICE = "cpu"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_DATA_DIR = Path(".gansampler")
+
+# Synchronous request limits.
+DEFAULT_MAX_N = 1024
+DEFAULT_MAX_STEPS = 10_000
+DEFAULT_MAX_CHAIN_STEPS = 2_000_000  # n × steps of one request
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MAX_TIMEOUT_S = 600.0
+
+# Engine.
+DEFAULT_MAX_BATCH_CHAINS = 1024  # rows stepped together in one pool iteration
+DEFAULT_MAX_QUEUE_CHAIN_STEPS = 20_000_000  # admitted but not yet run, all synchronous requests together
+DEFAULT_STEPS_PER_ITERATION = 1  # steps a pool runs between admission points
+DEFAULT_JOB_BATCH_FRACTION = 0.5  # share of a pool's rows job chains may hold, so requests always find room
+DEFAULT_RETRY_AFTER_S = 1  # minimum Retry-After on 429 / 503
+DEFAULT_DISCONNECT_POLL_S = 0.05  # how often a waiting request checks for a client disconnect
+
+# Jobs.
+DEFAULT_MAX_JOB_N = 65_536
+DEFAULT_MAX_JOB_STEPS = 100_000
+DEFAULT_MAX_JOB_CHAIN_STEPS = 200_000_000
+DEFAULT_MAX_RUNNING_JOBS = 2
+DEFAULT_JOB_PROGRESS_INTERVAL_S = 0.5  # how often progress is persisted and streamed
+
+# Diagnostics.
+DEFAULT_MAX_TRACE_POINTS = 200  # per chain; traces are thinned to at most this many points
+
+
+class Settings(BaseSettings):
+    """Everything the server reads from its environment (or from ``create_app(Settings(...))`` in tests)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    models_dir: Path = DEFAULT_MODELS_DIR
+    device: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(DEFAULT_DEVICE,), description="devices to serve on: 'cpu', 'cuda:0', or a comma list 'cuda:0,cuda:1'"
+    )
+    host: str = DEFAULT_HOST
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    data_dir: Path = DEFAULT_DATA_DIR
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), description="comma list; empty: no auth")
+    admin_token: str | None = None
+
+    max_n: int = Field(default=DEFAULT_MAX_N, ge=1)
+    max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1)
+    max_chain_steps: int = Field(default=DEFAULT_MAX_CHAIN_STEPS, ge=1)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=256)
+    default_timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
+    max_timeout_s: float = Field(default=DEFAULT_MAX_TIMEOUT_S, gt=0)
+
+    max_batch_chains: int = Field(default=DEFAULT_MAX_BATCH_CHAINS, ge=1)
+    max_queue_chain_steps: int = Field(default=DEFAULT_MAX_QUEUE_CHAIN_STEPS, ge=1)
+    steps_per_iteration: int = Field(default=DEFAULT_STEPS_PER_ITERATION, ge=1)
+    job_batch_fraction: float = Field(default=DEFAULT_JOB_BATCH_FRACTION, gt=0, le=1)
+    retry_after_s: int = Field(default=DEFAULT_RETRY_AFTER_S, ge=1)
+    disconnect_poll_s: float = Field(default=DEFAULT_DISCONNECT_POLL_S, gt=0)
+
+    max_job_n: int = Field(default=DEFAULT_MAX_JOB_N, ge=1)
+    max_job_steps: int = Field(default=DEFAULT_MAX_JOB_STEPS, ge=1)
+    max_job_chain_steps: int = Field(default=DEFAULT_MAX_JOB_CHAIN_STEPS, ge=1)
+    max_running_jobs: int = Field(default=DEFAULT_MAX_RUNNING_JOBS, ge=1)
+    job_progress_interval_s: float = Field(default=DEFAULT_JOB_PROGRESS_INTERVAL_S, gt=0)
+
+    max_trace_points: int = Field(default=DEFAULT_MAX_TRACE_POINTS, ge=2)
+
+    @field_validator("device", "api_keys", mode="before")
+    @classmethod
+    def _split_comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return tuple(s.strip() for s in v.split(",") if s.strip())
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _check_devices(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("device must name at least one device, e.g. 'cpu' or 'cuda:0'")
+        for d in v:
+            if d != "cpu" and not (d.startswith("cuda") or d.startswith("mps")):
+                raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'mps', got {d!r}")
+        return v
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return self.device

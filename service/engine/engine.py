@@ -1,0 +1,130 @@
+"""The engine facade: device workers, admission control, gauges, and awaiting a ticket from the event loop.
+
+    engine = Engine(EngineConfig.from_settings(settings), sink)
+    engine.start()
+    ticket = engine.submit(work)              # raises Overloaded (429) before anything is queued
+    result = await engine.wait(ticket, is_disconnected=request.is_disconnected)
+    engine.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
+
+from service.engine.admission import AdmissionController
+from service.engine.errors import Cancelled, DeadlineExceeded
+from service.engine.stats import Gauges, NullSink, StatsSink
+from service.engine.ticket import ChainResult, Priority, Ticket, Work
+from service.engine.worker import DeviceWorker, EngineObserver, WorkerLimits
+
+DEADLINE_GRACE_S = 1.0  # the worker enforces deadlines; the waiter gives up this much later as a backstop
+
+
+class EngineConfig(NamedTuple):
+    devices: tuple[str, ...]
+    max_batch_chains: int
+    steps_per_iteration: int
+    job_batch_fraction: float
+    max_queue_chain_steps: int
+    retry_after_s: int
+    disconnect_poll_s: float
+
+    @staticmethod
+    def from_settings(settings: object) -> EngineConfig:
+        return EngineConfig(*(getattr(settings, f if f != "devices" else "device") for f in EngineConfig._fields))
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, sink: StatsSink | None = None,
+                 observer: EngineObserver | None = None) -> None:
+        self.config = config
+        self.sink: StatsSink = sink if sink is not None else NullSink()
+        self.observer = observer if observer is not None else EngineObserver()
+        self.admission = AdmissionController(config.max_queue_chain_steps, config.retry_after_s)
+        self.gauges = Gauges()
+        limits = WorkerLimits(config.max_batch_chains, config.steps_per_iteration, config.job_batch_fraction)
+        self.workers = {
+            d: DeviceWorker(d, limits, self.admission, self.sink, self.observer, self.publish_gauges)
+            for d in config.devices
+        }
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            for w in self.workers.values():
+                w.start()
+            self._started = True
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        if self._started:
+            for w in self.workers.values():
+                w.stop(timeout)
+            self._started = False
+
+    def least_loaded(self, devices: list[str]) -> str:
+        """The device among ``devices`` with the fewest queued + running chains."""
+        return min(devices, key=lambda d: self.workers[d].load())
+
+    def submit(self, work: Work) -> Ticket:
+        """Queue ``work`` on its device. Interactive work is admission-controlled (:class:`Overloaded`)."""
+        worker = self.workers[work.key.device]
+        if work.priority == Priority.INTERACTIVE:
+            self.admission.reserve(work.chain_steps)
+        ticket = Ticket(work)
+        try:
+            worker.submit(ticket)
+        except Exception:
+            if work.priority == Priority.INTERACTIVE:
+                self.admission.release(work.chain_steps)
+            raise
+        self.observer.on_submit(ticket)
+        self.publish_gauges()
+        return ticket
+
+    def cancel(self, ticket: Ticket, reason: str = "cancelled") -> None:
+        ticket.cancel(reason)
+        self.workers[ticket.work.key.device].wake()
+
+    async def wait(
+        self, ticket: Ticket, is_disconnected: Callable[[], Awaitable[bool]] | None = None
+    ) -> ChainResult:
+        """Await the ticket without blocking the loop. A disconnect (polled) or the deadline drops its chains."""
+        fut = asyncio.wrap_future(ticket.future)
+        poll = self.config.disconnect_poll_s if is_disconnected is not None else None
+        try:
+            return await self._wait(ticket, fut, poll, is_disconnected)
+        except asyncio.CancelledError:  # the caller went away (e.g. the server task was cancelled)
+            self.cancel(ticket, "caller cancelled")
+            raise
+
+    async def _wait(
+        self,
+        ticket: Ticket,
+        fut: asyncio.Future[ChainResult],
+        poll: float | None,
+        is_disconnected: Callable[[], Awaitable[bool]] | None,
+    ) -> ChainResult:
+        while True:
+            timeout = poll
+            if ticket.deadline is not None:
+                left = ticket.deadline + DEADLINE_GRACE_S - time.monotonic()
+                timeout = left if timeout is None else min(timeout, left)
+            done, _ = await asyncio.wait({fut}, timeout=None if timeout is None else max(timeout, 0.0))
+            if done:
+                return fut.result()
+            if is_disconnected is not None and await is_disconnected():
+                self.cancel(ticket, "client disconnected")
+                raise Cancelled("client disconnected")
+            if ticket.deadline is not None and time.monotonic() >= ticket.deadline + DEADLINE_GRACE_S:
+                self.cancel(ticket, "deadline")
+                raise DeadlineExceeded(ticket.work.timeout_s or 0.0)
+
+    def publish_gauges(self) -> None:
+        g = self.gauges
+        g.queue_depth = sum(w.waiting_chains for w in self.workers.values())
+        g.active_chains = sum(w.active_chains for w in self.workers.values())
+        g.queued_chain_steps = self.admission.queued
+        self.sink.set_gauges(g)

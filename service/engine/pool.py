@@ -1,0 +1,195 @@
+"""A chain pool: the active chains of every request that shares (model, sampler, options, device), as one batch.
+
+Rows are chains. All per-row data live in batched tensors (State, Params, Streams, t, n_steps, ChainStats and the
+owning ticket id), concatenated with :func:`tree_cat` on admission and filtered with :func:`tree_select` on
+retirement, so one ``algo.step`` advances every request's chains together, each with its own params and length.
+A chain's randomness depends only on (seed, chain index, t) (``service.samplers.rng``), so its result does not
+depend on which rows it shared a batch with.
+
+Only the device worker thread touches a pool. Nothing here blocks or waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from service.engine.stats import ChainsFinished
+from service.engine.ticket import PoolKey, Priority, Ticket
+from service.samplers.base import SamplingAlgorithm, tree_cat, tree_select
+from service.samplers.driver import init_stats, update_stats
+from service.samplers.kernel import STEPS_KEY
+from service.samplers.rng import Streams
+
+
+class Batch(NamedTuple):
+    """The pool's rows. Every leaf has leading dimension B (rows)."""
+
+    state: Any  # the sampler's State NamedTuple
+    params: Any  # the sampler's Params NamedTuple
+    streams: Streams  # seed (B,), chain (B,)
+    t: Tensor  # (B,) int64 steps done
+    n_steps: Tensor  # (B,) int64 chain length
+    stats: Any  # driver ChainStats
+    owner: Tensor  # (B,) int64 ticket id
+
+
+def _cat(batches: Sequence[Batch]) -> Batch:
+    return Batch(*(tree_cat([b[i] for b in batches]) if isinstance(batches[0][i], tuple) else torch.cat(
+        [b[i] for b in batches]) for i in range(len(Batch._fields))))
+
+
+def _select(b: Batch, rows: Tensor) -> Batch:
+    return Batch(*(tree_select(f, rows) if isinstance(f, tuple) else f[rows] for f in b))
+
+
+def _values(ticket: Ticket) -> dict[str, Tensor]:
+    """A ticket's numeric params as make_params values, plus its chain length under ``STEPS_KEY``."""
+    values = {k: torch.tensor(float(v)) for k, v in ticket.work.params.items()}
+    values[STEPS_KEY] = torch.tensor(ticket.work.steps, dtype=torch.int64)
+    return values
+
+
+class Admission(NamedTuple):
+    """Chains ``start .. start + count - 1`` of ``ticket`` to add to the pool."""
+
+    ticket: Ticket
+    start: int
+    count: int
+
+
+class StepCounts(NamedTuple):
+    rows: int
+    proposals: int
+    accepted: int
+    nonfinite: int
+
+
+class ChainPool:
+    def __init__(self, key: PoolKey, algo: SamplingAlgorithm) -> None:
+        self.key = key
+        self.algo = algo
+        self.device = torch.device(key.device)
+        self.batch: Batch | None = None
+        self.tickets: dict[int, Ticket] = {}
+        self._rows_by_priority = {p: 0 for p in Priority}
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.batch is None else int(self.batch.t.shape[0])
+
+    def rows_of(self, priority: Priority) -> int:
+        return self._rows_by_priority[priority]
+
+    def admit(self, items: Sequence[Admission]) -> None:
+        """Initialise the new chains in one batched ``init`` and append them to the pool."""
+        if not items:
+            return
+        dev = self.device
+        streams = tree_cat([Streams.for_request(a.ticket.work.seed, a.count, dev, first_chain=a.start) for a in items])
+        params = tree_cat([self.algo.make_params(_values(a.ticket), a.count, dev) for a in items])
+        state = self.algo.init(streams, params)
+        count = sum(a.count for a in items)
+        t = torch.zeros(count, dtype=torch.int64, device=dev)
+        n_steps = torch.cat([torch.full((a.count,), a.ticket.work.steps, dtype=torch.int64, device=dev) for a in items])
+        owner = torch.cat([torch.full((a.count,), a.ticket.id, dtype=torch.int64, device=dev) for a in items])
+        new = Batch(state, params, streams, t, n_steps, init_stats(self.algo, state), owner)
+        for a in items:
+            self.tickets[a.ticket.id] = a.ticket
+            self._rows_by_priority[a.ticket.work.priority] += a.count
+        self.batch = new if self.batch is None else _cat([self.batch, new])
+        self._trace(new, None, None)
+
+    def step(self) -> StepCounts:
+        """One ``algo.step`` over every row; updates stats, t, per-ticket progress and traces."""
+        b = self.batch
+        assert b is not None
+        state, info = self.algo.step(b.state, b.streams, b.params, b.t)
+        active = torch.ones_like(b.t, dtype=torch.bool)
+        stats = update_stats(b.stats, info, active)
+        new = b._replace(state=state, t=b.t + 1, stats=stats)
+        self.batch = new
+        ids, counts = torch.unique(b.owner, return_counts=True)
+        for tid, c in zip(ids.tolist(), counts.tolist(), strict=True):
+            self.tickets[tid].steps_done += c
+        self._trace(new, b.t, info.acceptance_rate)
+        return StepCounts(
+            rows=int(b.t.shape[0]),
+            proposals=int((stats.proposals - b.stats.proposals).sum()),
+            accepted=int((stats.accepted - b.stats.accepted).sum()),
+            nonfinite=int((stats.nonfinite - b.stats.nonfinite).sum()),
+        )
+
+    def retire(self) -> tuple[list[Ticket], ChainsFinished | None]:
+        """Move finished rows to their tickets; return the tickets whose last chain retired."""
+        b = self.batch
+        if b is None:
+            return [], None
+        done = self.algo.done(b.state, b.params, b.t, b.n_steps)
+        if not bool(done.any()):
+            return [], None
+        fin = _select(b, done)
+        out = self.algo.output(fin.state)
+        extras_fn = getattr(self.algo, "chain_extras", None)
+        extras: dict[str, Tensor] = extras_fn(fin.state) if extras_fn is not None else {}
+        completed = []
+        for tid in torch.unique(fin.owner).tolist():
+            m = fin.owner == tid
+            ticket = self.tickets[tid]
+            sub_extras = {k: v[m] for k, v in extras.items()}
+            if ticket.add_finished(fin.streams.chain[m], tree_select(out, m), tree_select(fin.stats, m), sub_extras):
+                completed.append(ticket)
+            self._rows_by_priority[ticket.work.priority] -= int(m.sum())
+        for ticket in completed:
+            del self.tickets[ticket.id]
+        keep = ~done
+        self.batch = _select(b, keep) if bool(keep.any()) else None
+        st = fin.stats
+        rates = (st.acceptance_sum / st.proposals.clamp(min=1)).float().cpu()
+        finished = ChainsFinished(
+            model=self.key.model,
+            sampler=self.key.sampler,
+            acceptance_rates=tuple(rates.tolist()),
+            logit_initial=tuple(st.logit_initial.float().cpu().tolist()),
+            logit_final=tuple(st.logit_final.float().cpu().tolist()),
+            samples=int(done.sum()),
+        )
+        return completed, finished
+
+    def drop(self, tickets: Sequence[Ticket]) -> None:
+        """Remove every row of ``tickets`` (cancelled, expired or failed)."""
+        ids = [t.id for t in tickets if t.id in self.tickets]
+        if not ids or self.batch is None:
+            for t in tickets:
+                self.tickets.pop(t.id, None)
+            return
+        gone = torch.isin(self.batch.owner, torch.tensor(ids, device=self.batch.owner.device))
+        for tid in ids:
+            ticket = self.tickets.pop(tid)
+            self._rows_by_priority[ticket.work.priority] -= int((self.batch.owner == tid).sum())
+        keep = ~gone
+        self.batch = _select(self.batch, keep) if bool(keep.any()) else None
+
+    def clear(self) -> list[Ticket]:
+        """Empty the pool (after a failure); return the tickets that had rows in it."""
+        tickets = list(self.tickets.values())
+        self.tickets.clear()
+        self.batch = None
+        self._rows_by_priority = {p: 0 for p in Priority}
+        return tickets
+
+    def _trace(self, b: Batch, t_before: Tensor | None, rate: Tensor | None) -> None:
+        tracing = [tk for tk in self.tickets.values() if tk.traces is not None]
+        if not tracing:
+            return
+        out = self.algo.output(b.state)
+        for tk in tracing:
+            m = b.owner == tk.id
+            if not bool(m.any()):
+                continue
+            if t_before is not None and rate is not None:
+                tk.record_acceptance(t_before[m], rate[m])
+            tk.record_trace(b.streams.chain[m], b.t[m], out.z[m], out.logit[m])

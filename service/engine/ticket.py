@@ -1,0 +1,192 @@
+"""What the engine runs (:class:`Work`), the handle a caller holds (:class:`Ticket`) and what it gets back
+(:class:`ChainResult`).
+
+A ticket's chains may be admitted into its pool over several iterations (when the pool is full) and retire at
+different iterations (per-row lengths, DRS); retired rows are collected here by chain index and put in order when
+the last one retires. Fields written by the worker thread and read elsewhere are plain ints/floats (atomic reads).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import math
+import time
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from service.samplers.base import ChainOutput, SamplingAlgorithm, tree_cat
+from service.samplers.driver import MAX_LENGTH_FACTOR
+
+_ids = itertools.count(1)
+
+
+class Priority(IntEnum):
+    """Admission class. Lower runs first; job chains also hold at most a share of a pool's rows."""
+
+    INTERACTIVE = 0
+    JOB = 1
+
+
+class PoolKey(NamedTuple):
+    """Chains that can share one batch: same networks, same sampler and categorical options, same device."""
+
+    model: str
+    sampler: str
+    options: Hashable
+    device: str
+
+
+@dataclass(frozen=True)
+class Work:
+    """A request for ``n`` chains of ``algo`` with per-request numeric ``params`` and chain length ``steps``.
+
+    ``algo`` is the sampler built over the model's pair (one per pool key; the pool keeps the first it sees).
+    ``trace_every`` > 0 records logit, energy and ‖z‖ every that many steps plus the per-step acceptance curve.
+    ``timeout_s``: deadline measured from submission, queue time included; None for none.
+    """
+
+    key: PoolKey
+    algo: SamplingAlgorithm
+    n: int
+    seed: int
+    steps: int
+    params: Mapping[str, float] = field(default_factory=dict)
+    priority: Priority = Priority.INTERACTIVE
+    timeout_s: float | None = None
+    trace_every: int = 0
+
+    @property
+    def chain_steps(self) -> int:
+        """Admission cost: chain-steps (a one-shot sampler still costs one step per chain)."""
+        return self.n * max(self.steps, 1)
+
+
+class Traces(NamedTuple):
+    """Per-chain scalar traces every ``every`` steps (t = 0, every, 2·every, ...): (n, points) float32 each;
+    ``curve``: (steps,) per-step acceptance rate averaged over the request's chains."""
+
+    every: int
+    logit: Tensor
+    energy: Tensor
+    z_norm: Tensor
+    curve: Tensor
+
+
+class ChainResult(NamedTuple):
+    """A finished request, rows in chain order, on CPU.
+
+    output: ChainOutput(z (n, *latent), x (n, *output), logit (n,)).
+    stats:  the driver's ChainStats, (n,) per field.
+    extras: sampler-specific per-chain tensors (n,), e.g. ``restarted``, ``ess``.
+    """
+
+    output: ChainOutput
+    stats: Any
+    extras: dict[str, Tensor]
+    traces: Traces | None
+    queue_s: float
+    compute_s: float
+
+
+class Ticket:
+    """The caller's handle on submitted work. ``future`` resolves to a :class:`ChainResult` or an EngineError."""
+
+    def __init__(self, work: Work) -> None:
+        self.id = next(_ids)
+        self.work = work
+        self.future: concurrent.futures.Future[ChainResult] = concurrent.futures.Future()
+        self.submitted = time.monotonic()
+        self.deadline = None if work.timeout_s is None else self.submitted + work.timeout_s
+        self.admitted = 0  # chains handed to the pool so far
+        self.steps_done = 0  # chain-steps run so far (progress)
+        self.released = 0  # admission chain-steps already given back
+        self.first_run: float | None = None
+        self.cancel_reason: str | None = None
+        self._pieces: list[tuple[Tensor, ChainOutput, Any, dict[str, Tensor]]] = []
+        self._retired = 0
+        self.traces: Traces | None = None
+        self._curve_count: Tensor | None = None
+        if work.trace_every > 0:
+            length = MAX_LENGTH_FACTOR * max(work.steps, 1)  # MH-GAN's real-init restart may run past K
+            points = length // work.trace_every + 1
+            z = torch.full((work.n, points), math.nan)
+            self.traces = Traces(work.trace_every, z, z.clone(), z.clone(), torch.zeros(length))
+            self._curve_count = torch.zeros(length)
+
+    @property
+    def total_chain_steps(self) -> int:
+        return self.work.chain_steps
+
+    @property
+    def progress(self) -> float:
+        """Fraction of chain-steps done, in [0, 1]."""
+        return 1.0 if self.future.done() else min(1.0, self.steps_done / max(self.total_chain_steps, 1))
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask the worker to drop this ticket's chains at the next step boundary."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    # --- called by the worker thread only --------------------------------------------------------------------
+
+    def record_trace(self, chain: Tensor, t: Tensor, z: Tensor, logit: Tensor) -> None:
+        """Store the trace points of some of this ticket's rows: chain (k,), t (k,), z (k, ...), logit (k,)."""
+        assert self.traces is not None
+        every = self.traces.every
+        keep = (t % every) == 0
+        if not bool(keep.any()):
+            return
+        c, col = chain[keep].cpu(), (t[keep] // every).cpu()
+        zz, lg = z[keep].detach().flatten(1).float().cpu(), logit[keep].detach().float().cpu()
+        self.traces.logit[c, col] = lg
+        self.traces.energy[c, col] = 0.5 * zz.pow(2).sum(1) - lg
+        self.traces.z_norm[c, col] = zz.norm(dim=1)
+
+    def record_acceptance(self, t: Tensor, rate: Tensor) -> None:
+        """Accumulate this step's acceptance rate of some rows at their step index ``t`` (before the step)."""
+        assert self.traces is not None and self._curve_count is not None
+        idx = t.clamp(max=self.traces.curve.shape[0] - 1).cpu()
+        self.traces.curve.index_add_(0, idx, rate.detach().float().cpu())
+        self._curve_count.index_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
+
+    def add_finished(self, chain: Tensor, output: ChainOutput, stats: Any, extras: dict[str, Tensor]) -> bool:
+        """Collect retired rows; True when this was the last chain of the ticket."""
+        to_cpu = {k: v.detach().cpu() for k, v in extras.items()}
+        out = ChainOutput(*(f.detach().cpu() for f in output))
+        st = type(stats)(*(None if f is None else f.detach().cpu() for f in stats))
+        self._pieces.append((chain.cpu(), out, st, to_cpu))
+        self._retired += int(chain.shape[0])
+        return self._retired >= self.work.n
+
+    def assemble(self, finished: float) -> ChainResult:
+        """The result in chain order (only after the last chain retired)."""
+        chains = torch.cat([p[0] for p in self._pieces])
+        order = torch.argsort(chains)
+        out = ChainOutput(*(f[order] for f in tree_cat([p[1] for p in self._pieces])))
+        stats = tree_cat([p[2] for p in self._pieces])
+        stats = type(stats)(*(None if f is None else f[order] for f in stats))
+        keys = set(self._pieces[0][3])
+        extras = {k: torch.cat([p[3][k] for p in self._pieces])[order] for k in keys}
+        traces = self.traces
+        if traces is not None and self._curve_count is not None:
+            ran = int((self._curve_count > 0).sum())  # steps actually run by the longest chain
+            points = ran // traces.every + 1
+            traces = Traces(
+                traces.every,
+                traces.logit[:, :points],
+                traces.energy[:, :points],
+                traces.z_norm[:, :points],
+                traces.curve[:ran] / self._curve_count[:ran].clamp(min=1),
+            )
+        first = self.first_run if self.first_run is not None else finished
+        self._pieces = []
+        return ChainResult(out, stats, extras, traces, first - self.submitted, finished - first)
