@@ -10,13 +10,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.engine.stats import ChainsFinished, Gauges, NullSink, RequestStats, StatsSink, StepStats
+from service.engine.stats import Gauges, NullSink, StepStats
 from service.metrics import ACCEPTANCE_BUCKETS, JOB_STATES, PrometheusSink
 
-from .tools import require_binary
-
-MODEL = "ring@1"
-ROUTE = "/v1/samples/{sampler}"
+from .tools import MODEL, ROUTE, feed, require_binary
 
 
 def samples(sink: PrometheusSink) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -31,21 +28,6 @@ def samples(sink: PrometheusSink) -> dict[tuple[str, frozenset[tuple[str, str]]]
 
 def value(sink: PrometheusSink, name: str, **labels: str) -> float:
     return samples(sink)[(name, frozenset(labels.items()))]
-
-
-def feed(sink: StatsSink) -> None:
-    sink.record_step(StepStats(MODEL, "mh", "cpu", rows=8, proposals=8, accepted=3, nonfinite=1, seconds=0.004))
-    sink.record_step(StepStats(MODEL, "mh", "cpu", rows=4, proposals=4, accepted=4, nonfinite=0, seconds=0.002))
-    sink.record_chains(
-        ChainsFinished(MODEL, "mh", acceptance_rates=(0.12, 0.5, 0.97), logit_initial=(-1.2, -0.7, 0.1),
-                       logit_final=(0.4, 0.6, float("nan")), samples=3)
-    )
-    sink.record_request(RequestStats(ROUTE, 200, seconds=0.3, queue_seconds=0.01))
-    sink.record_request(RequestStats(ROUTE, 429, seconds=0.001))
-    sink.record_model_load(MODEL, seconds=0.8, warmup_seconds=0.2)
-    sink.set_gauges(Gauges(queue_depth=5, queued_chain_steps=640, active_chains=12,
-                           device_memory_bytes={("cpu", "models"): 123456}, models_ready={MODEL: True},
-                           jobs={"running": 2}))
 
 
 @pytest.fixture

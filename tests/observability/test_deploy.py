@@ -1,0 +1,215 @@
+"""deploy/, Dockerfile and docker-compose.yml: valid for their tools, consistent with each other and with the sink."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.metrics import PrometheusSink
+
+from . import promql
+from .tools import feed, require_binary
+
+ROOT = promql.ROOT
+GRAFANA = ROOT / "deploy" / "grafana"
+PANEL_TYPES = {"row", "timeseries", "heatmap", "stat"}
+MIN_SCHEMA_VERSION = 39
+
+
+def run(cmd: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def exported_names() -> set[str]:
+    """Every sample name the sink renders once each of its methods has been called (``_total``, ``_bucket`` ...)."""
+    sink = PrometheusSink()
+    feed(sink)
+    body, _ = sink.render()
+    return {s.name for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+
+
+# --- Prometheus -------------------------------------------------------------------------------------------------
+def test_promtool_check_config_and_rules() -> None:
+    promtool = require_binary("promtool")
+    proc = run([promtool, "check", "config", str(promql.PROMETHEUS_CONFIG)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run([promtool, "check", "rules", str(promql.RULES)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_promtool_rule_unit_tests() -> None:
+    promtool = require_binary("promtool")
+    proc = run([promtool, "test", "rules", promql.RULES_TEST.name], cwd=promql.RULES_TEST.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_rule_unit_tests_can_fail(tmp_path: Path) -> None:
+    """The collapse alert's unit test fails when the rule's threshold is loosened (the tests have teeth)."""
+    promtool = require_binary("promtool")
+    broken = promql.RULES.read_text().replace("< 0.5 * model_sampler", "< 0.1 * model_sampler")
+    assert broken != promql.RULES.read_text()
+    (tmp_path / "alerts.yml").write_text(broken)
+    (tmp_path / "alerts_test.yml").write_text(promql.RULES_TEST.read_text())
+    proc = run([promtool, "test", "rules", "alerts_test.yml"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "GansamplerAcceptanceCollapse" in proc.stdout + proc.stderr
+
+
+def test_scrape_config_targets_the_service() -> None:
+    config = yaml.safe_load(promql.PROMETHEUS_CONFIG.read_text())
+    jobs = {c["job_name"]: c for c in config["scrape_configs"]}
+    assert jobs["gansampler"].get("metrics_path", "/metrics") == "/metrics"
+    assert jobs["gansampler"]["static_configs"][0]["targets"] == ["gansampler:8000"]  # the compose service
+    assert config["rule_files"] == ["alerts.yml"]
+
+
+def test_alerts_cover_the_failure_modes() -> None:
+    alerts = {r["alert"]: r for r in promql.rules() if "alert" in r}
+    for name in ("GansamplerAcceptanceCollapse", "GansamplerAcceptanceNearZero", "GansamplerQueueSaturated",
+                 "GansamplerHighErrorRate", "GansamplerModelNotReady"):
+        assert name in alerts, name
+    for name, rule in alerts.items():
+        assert rule.get("for"), f"{name} has no 'for' duration"
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+
+
+# --- every series referenced is one the sink exports -------------------------------------------------------------
+def test_referenced_series_are_exported() -> None:
+    exported = exported_names()
+    queries = [*promql.dashboard_queries(), *promql.variable_queries(), *promql.rule_queries()]
+    assert len(queries) > 20
+    missing = [(q.source, name) for q in queries for name in promql.series_names(q.expr) if name not in exported]
+    assert not missing, missing
+
+
+def test_referenced_recording_rules_are_defined() -> None:
+    recorded = {r["record"] for r in promql.rules() if "record" in r}
+    queries = [*promql.dashboard_queries(), *promql.rule_queries()]
+    missing = [(q.source, n) for q in queries for n in promql.recorded_names(q.expr) if n not in recorded]
+    assert not missing, missing
+
+
+def test_name_check_can_fail() -> None:
+    assert promql.series_names('rate(gansampler_mcmc_acceptd_total[5m]) / x') == {"gansampler_mcmc_acceptd_total"}
+    assert "gansampler_mcmc_acceptd_total" not in exported_names()
+
+
+def test_every_alert_has_operands_that_read_series() -> None:
+    alerts = {r["alert"] for r in promql.rules() if "alert" in r}
+    covered = {q.source.split()[1] for q in promql.alert_operands()}
+    assert covered == alerts
+
+
+# --- Grafana ----------------------------------------------------------------------------------------------------
+def test_dashboard_json_is_the_generator_output() -> None:
+    proc = run([sys.executable, str(GRAFANA / "build_dashboard.py"), "--check"])
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_dashboard_structure() -> None:
+    d = promql.load_dashboard()
+    assert d["uid"] == "gansampler-overview"
+    assert d["schemaVersion"] >= MIN_SCHEMA_VERSION
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for p in d["panels"]:
+        assert p["type"] in PANEL_TYPES, p["type"]
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24
+        area = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not (area & cells), f"panel {p['id']} overlaps another"
+        cells |= area
+        if p["type"] == "row":
+            continue
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == "${datasource}"
+            assert t["expr"].strip()
+    titles = " ".join(p["title"].lower() for p in d["panels"])
+    for topic in ("acceptance rate", "acceptance distribution", "samples / s", "requests / s", "latency",
+                  "queue wait", "batch fill", "active chains", "device memory", "logit"):
+        assert topic in titles, topic
+    assert {p["type"] for p in d["panels"]} == PANEL_TYPES
+
+
+def test_provisioning_matches_the_dashboard_and_compose() -> None:
+    ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (source,) = ds["datasources"]
+    d = promql.load_dashboard()
+    default = next(v for v in d["templating"]["list"] if v["name"] == "datasource")["current"]["value"]
+    assert source["uid"] == default and source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+
+    providers = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "gansampler.yml").read_text())
+    path = providers["providers"][0]["options"]["path"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    grafana = compose["services"]["grafana"]
+    mounts = dict(v.split(":")[:2][::-1] for v in grafana["volumes"] if v.startswith("./"))
+    assert Path(mounts[path]) == Path("./deploy/grafana/dashboards")
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{path}/{promql.DASHBOARD.name}"
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+
+
+# --- Docker -----------------------------------------------------------------------------------------------------
+def test_docker_compose_config_is_valid() -> None:
+    compose = require_binary("docker-compose")
+    proc = run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_compose_reserves_a_gpu_and_mounts_models_read_only() -> None:
+    service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["gansampler"]
+    (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert "./models:/models:ro" in service["volumes"]
+    prometheus = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["prometheus"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+
+
+def test_dockerfile() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:[\w.-]+-runtime-", text, re.M)
+    assert re.search(r'pip install "torch==\$\{TORCH_VERSION\}" --index-url "\$\{TORCH_INDEX\}"', text)
+    assert 'pip install ".[gpu]"' in text
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user and user[-1] not in {"root", "0"}
+    assert re.search(r"^HEALTHCHECK .*\n?.*/readyz", text, re.M)
+    assert text.rstrip().splitlines()[-1] == 'CMD ["gansampler-server", "serve", "--host", "0.0.0.0"]'
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    assert any(e.startswith("onnxruntime-gpu") for e in extras)
+    assert not any(re.match(r"onnxruntime\b(?!-gpu)", e) for e in extras)
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    assert next(ln for ln in lines if ln and not ln.startswith("#")) == "**"  # deny all, then allow
+    allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "service", "models"}
+    copied = re.findall(r"^COPY (?!--from)(?:--\S+ )*(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
+    for sources in copied:
+        for src in sources.split():
+            assert src.rstrip("/") in allowed, f"Dockerfile copies {src}, which .dockerignore leaves out"
+
+
+def test_readme_lists_every_series() -> None:
+    path = "deploy/README.md"
+    text = (ROOT / path).read_text()
+    families = {n.removesuffix("_total") for n in exported_names()
+                if not n.endswith(("_bucket", "_sum", "_count", "_created"))}
+    for name in sorted(families | {n.removesuffix("_bucket") for n in exported_names() if n.endswith("_bucket")}):
+        assert re.search(rf"`{name}(_total)?", text), f"{path} does not list {name}"
