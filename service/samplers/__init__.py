@@ -16,11 +16,15 @@ from service.samplers.base import (
     SamplerParamError,
     UnsupportedPairError,
 )
+from service.samplers.ddls import DdlsOptions, DdlsSampler
+from service.samplers.drs import DrsOptions, DrsSampler
 from service.samplers.kernel import STEPS_KEY, SamplerBase
 from service.samplers.mh import MhOptions, MhSampler
 from service.samplers.options import Options
 from service.samplers.raw import RawOptions, RawSampler
+from service.samplers.rep import RepOptions, RepSampler
 from service.samplers.rng import Streams
+from service.samplers.sir import SirOptions, SirSampler
 
 
 class SamplerEntry(NamedTuple):
@@ -33,12 +37,20 @@ class SamplerEntry(NamedTuple):
 SAMPLERS: dict[str, SamplerEntry] = {
     "raw": SamplerEntry(RawSampler, RawOptions),
     "mh": SamplerEntry(MhSampler, MhOptions),
+    "rep": SamplerEntry(RepSampler, RepOptions),
+    "ddls": SamplerEntry(DdlsSampler, DdlsOptions),
+    "drs": SamplerEntry(DrsSampler, DrsOptions),
+    "sir": SamplerEntry(SirSampler, SirOptions),
 }
 
 __all__ = [
     "SAMPLERS",
     "STEPS_KEY",
     "ChainOutput",
+    "DdlsOptions",
+    "DdlsSampler",
+    "DrsOptions",
+    "DrsSampler",
     "GanPair",
     "MhOptions",
     "MhSampler",
@@ -46,9 +58,13 @@ __all__ = [
     "ParamSpec",
     "RawOptions",
     "RawSampler",
+    "RepOptions",
+    "RepSampler",
     "SamplerEntry",
     "SamplerError",
     "SamplerParamError",
+    "SirOptions",
+    "SirSampler",
     "Streams",
     "UnsupportedPairError",
 ]
