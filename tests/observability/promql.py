@@ -74,6 +74,10 @@ def rule_queries() -> list[Query]:
     return [Query(f"rule {r.get('record') or r['alert']}", r["expr"]) for r in rules()]
 
 
+def recording_queries() -> list[Query]:
+    return [Query(f"rule {r['record']}", r["expr"]) for r in rules() if "record" in r]
+
+
 def alert_operands() -> list[Query]:
     """The inner operands of each alert condition (both sides of comparisons and of and/or/unless), those that
     read series: each of them must return data even while the alert does not fire."""
