@@ -125,14 +125,23 @@ def uniform(streams: Streams, t: Tensor | int, draw: int, shape: tuple[int, ...]
     return u.reshape(len(streams), *shape).to(dtype)
 
 
-def normal(streams: Streams, t: Tensor | int, draw: int, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
-    """N(0, 1) of shape (B, *shape) by Box-Muller on two 32-bit uniforms per element (float64 internally)."""
+def normal(
+    streams: Streams, t: Tensor | int, draw: int, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """N(0, 1) of shape (B, *shape) by Box-Muller (float64 internally).
+
+    Elements 2k and 2k+1 are the cosine and sine halves of one Box-Muller pair built from the 32-bit draws 2k and
+    2k+1, so n normals cost n hashes and element i depends only on (key, i), never on the shape's size.
+    """
     n = math.prod(shape)
-    h = _bits(streams, t, draw, 2 * n)
+    pairs = (n + 1) // 2
+    h = _bits(streams, t, draw, 2 * pairs)
     u1 = (h[:, 0::2].to(torch.float64) + 0.5) * (2.0**-32)
     u2 = h[:, 1::2].to(torch.float64) * (2.0**-32)
-    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
-    return z.reshape(len(streams), *shape).to(dtype)
+    r = torch.sqrt(-2.0 * torch.log(u1))
+    theta = (2.0 * math.pi) * u2
+    z = torch.stack((r * torch.cos(theta), r * torch.sin(theta)), dim=2).reshape(len(streams), 2 * pairs)
+    return z[:, :n].reshape(len(streams), *shape).to(dtype)
 
 
 def integers(streams: Streams, t: Tensor | int, draw: int, high: int) -> Tensor:
