@@ -1,0 +1,109 @@
+"""``create_app(settings)``: the FastAPI app over one engine, one model hub and one job manager.
+
+Lifespan: start the engine's device workers, open the job store (jobs that were running when the process died
+become ``interrupted``), then load and warm up the models in the background (``/livez`` answers meanwhile;
+``/readyz`` says ready once every model is ready or failed-and-reported). Shutdown stops jobs and workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from service.api import errors
+from service.api.deps import Services
+from service.api.hub import ModelHub
+from service.api.middleware import RequestContext
+from service.api.results import npz_body, response_body
+from service.api.routes import admin, health, jobs, models, samples
+from service.api.sampling import Limits, Prepared, prepare
+from service.api.schemas import JobRequest
+from service.config import Settings
+from service.engine.engine import Engine, EngineConfig
+from service.engine.jobs import JobManager
+from service.engine.jobstore import JobStore
+from service.engine.stats import StatsSink
+from service.engine.ticket import ChainResult, Priority, Work
+from service.engine.worker import EngineObserver
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1"
+
+
+def _default_sink() -> StatsSink:
+    from service.metrics import PrometheusSink
+
+    return PrometheusSink()
+
+
+def create_app(
+    settings: Settings | None = None, *, sink: StatsSink | None = None, observer: EngineObserver | None = None
+) -> FastAPI:
+    """The app. ``sink`` defaults to a fresh PrometheusSink (own CollectorRegistry); ``observer`` sees engine
+    submissions and steps (tests, benchmarks)."""
+    settings = settings if settings is not None else Settings()
+    sink = sink if sink is not None else _default_sink()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(EngineConfig.from_settings(settings), sink, observer)
+        engine.start()
+        hub = ModelHub(settings.models_dir, settings.devices, sink, engine.least_loaded)
+        store = await asyncio.to_thread(JobStore, settings.data_dir)
+        manager = JobManager(store, engine, _job_prepare(hub, settings), _job_render, settings.max_running_jobs,
+                             settings.job_progress_interval_s)
+        services = Services(settings, sink, engine, hub, manager)
+        app.state.services = services
+        await manager.start()
+
+        async def load() -> None:
+            try:
+                await asyncio.to_thread(hub.start)
+            finally:
+                services.loaded.set()
+                engine.gauges.models_ready = {m: s == "ready" for m, s in hub.readiness()[1].items()}
+                engine.gauges.device_memory_bytes = hub.memory()
+                engine.publish_gauges()
+
+        loader = asyncio.create_task(load(), name="model-loader")
+        try:
+            yield
+        finally:
+            await manager.stop()
+            await asyncio.to_thread(engine.stop)
+            loader.cancel()
+
+    app = FastAPI(
+        title="gansampler",
+        version=API_VERSION,
+        summary="Post-hoc sampling for trained GANs: MH-GAN, REP-GAN, DDLS, DRS and SIR over a model registry.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (samples, models, jobs, admin, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestContext, sink=sink, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def _job_prepare(hub: ModelHub, settings: Settings) -> Any:
+    def prep(request: dict[str, Any]) -> tuple[Work, Prepared]:
+        req = JobRequest.model_validate(request)
+        p = prepare(req, req.sampler, hub, Limits.job(settings), Priority.JOB, settings.max_trace_points)
+        return p.work, p
+
+    return prep
+
+
+def _job_render(prep: Prepared, result: ChainResult) -> tuple[dict[str, Any], bytes]:
+    total = result.queue_s + result.compute_s
+    body = response_body(prep, result, total)
+    if body["diagnostics"] is None:
+        del body["diagnostics"]
+    return body, npz_body(prep, result, total)

@@ -1,0 +1,80 @@
+"""The app's services and the dependencies the routes share (``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from service.api.errors import ERROR_TABLE, Unauthorized, error_body
+from service.api.hub import ModelHub
+from service.config import Settings
+from service.engine.engine import Engine
+from service.engine.stats import StatsSink
+
+
+@dataclass
+class Services:
+    """Everything the lifespan builds; on ``app.state.services``."""
+
+    settings: Settings
+    sink: StatsSink
+    engine: Engine
+    hub: ModelHub
+    jobs: Any  # service.engine.jobs.JobManager
+    loaded: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_loaded(self) -> None:
+        await self.loaded.wait()
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+def require_api_key(request: Request, services: ServicesDep) -> None:
+    keys = services.settings.api_keys
+    if not keys:
+        return
+    given = _bearer(request) or request.headers.get("x-api-key")
+    if given is None or not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+
+
+def require_admin(request: Request, services: ServicesDep) -> None:
+    token = services.settings.admin_token
+    if not token:
+        raise Unauthorized("admin routes are disabled: set GANSAMPLER_ADMIN_TOKEN")
+    given = _bearer(request)
+    if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("missing or invalid admin token: send 'Authorization: Bearer <admin token>'")
+
+
+def _error_responses() -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, type_ in sorted(set(ERROR_TABLE.values())):
+        out[status] = {"model": _error_model(), "description": type_,
+                       "content": {"application/json": {"example": error_body(type_, "...", None)}}}
+    return out
+
+
+def _error_model() -> Any:
+    from service.api.schemas import ErrorBody
+
+    return ErrorBody
+
+
+ERROR_RESPONSES = _error_responses()

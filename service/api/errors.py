@@ -1,0 +1,186 @@
+"""Errors -> HTTP, in ONE table.
+
+The API's own errors (raised at the edge)::
+
+    ApiError
+    ├── BadRequest            400 bad_request             malformed JSON
+    ├── Unauthorized          401 unauthorized
+    ├── NotFound              404 not_found               unknown sampler, job, route
+    ├── Conflict              409 conflict                job not finished, version already loaded
+    ├── TooLarge              413 too_large               body or n × steps over the limit
+    ├── UnsupportedMediaType  415 unsupported_media_type
+    ├── InvalidRequest        422 invalid_request         a field out of its limits
+    └── ModelUnavailable      503 model_unavailable       exists but not loaded / failed / loading
+
+Errors raised below the edge (samplers, registry, engine) keep their own hierarchies; :data:`ERROR_TABLE` maps
+each class to (status, type), looked up along the exception's MRO. Every body is
+``{"error": {"type", "message", "param"}}`` (docs/api.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.engine import errors as engine_errors
+from service.engine.jobs import JobNotFinished, JobNotFound
+from service.samplers.base import SamplerParamError, UnsupportedPairError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, param: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+class BadRequest(ApiError): ...
+
+
+class Unauthorized(ApiError): ...
+
+
+class NotFound(ApiError): ...
+
+
+class Conflict(ApiError): ...
+
+
+class TooLarge(ApiError): ...
+
+
+class UnsupportedMediaType(ApiError): ...
+
+
+class InvalidRequest(ApiError): ...
+
+
+class ModelUnavailable(ApiError): ...
+
+
+ERROR_TABLE: dict[type[BaseException], tuple[int, str]] = {
+    BadRequest: (400, "bad_request"),
+    Unauthorized: (401, "unauthorized"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    TooLarge: (413, "too_large"),
+    UnsupportedMediaType: (415, "unsupported_media_type"),
+    InvalidRequest: (422, "invalid_request"),
+    ModelUnavailable: (503, "model_unavailable"),
+    SamplerParamError: (422, "invalid_request"),
+    UnsupportedPairError: (422, "invalid_request"),
+    JobNotFound: (404, "not_found"),
+    JobNotFinished: (409, "conflict"),
+    engine_errors.Overloaded: (429, "overloaded"),
+    engine_errors.Cancelled: (499, "cancelled"),
+    engine_errors.ModelFailed: (500, "internal_error"),
+    engine_errors.EngineStopped: (503, "model_unavailable"),
+    engine_errors.DeadlineExceeded: (504, "timeout"),
+}
+
+try:  # the registry's hierarchy, when installed
+    from service.registry import errors as registry_errors
+
+    ERROR_TABLE.update({
+        registry_errors.ModelNotFoundError: (404, "not_found"),
+        registry_errors.ModelNotReadyError: (503, "model_unavailable"),
+        registry_errors.ManifestError: (422, "invalid_request"),
+        registry_errors.IntegrityError: (422, "invalid_request"),
+        registry_errors.UnsafeFileError: (422, "invalid_request"),
+        registry_errors.RegistryError: (500, "internal_error"),
+    })
+except ImportError:  # pragma: no cover - registry not installed in this build
+    pass
+
+INTERNAL = (500, "internal_error")
+
+
+def lookup(exc: BaseException) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    return INTERNAL
+
+
+def error_body(type_: str, message: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"type": type_, "message": message, "param": param}}
+
+
+def error_response(exc: BaseException, request_id: str | None = None) -> JSONResponse:
+    """The JSON response for any exception, by the table."""
+    status, type_ = lookup(exc)
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None and status in (429, 503):
+        retry_after = 1
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
+    if (status, type_) == INTERNAL and not isinstance(exc, engine_errors.ModelFailed):
+        message = f"internal error (request-id {request_id})"
+    elif isinstance(exc, (ApiError, JobNotFound, JobNotFinished)):
+        message = exc.message
+    else:
+        message = str(exc)
+    param = getattr(exc, "param", None)
+    return JSONResponse(error_body(type_, message, param), status_code=status, headers=headers)
+
+
+def _loc_to_param(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def validation_error(exc: RequestValidationError) -> ApiError:
+    """The first pydantic error as an ApiError naming the field, the value and the constraint."""
+    errs = exc.errors()
+    if not errs:
+        return InvalidRequest("invalid request")
+    e = errs[0]
+    kind = e.get("type", "")
+    if kind == "json_invalid":
+        return BadRequest(f"malformed JSON body: {e.get('ctx', {}).get('error', e.get('msg'))}")
+    loc = tuple(e.get("loc", ()))
+    param = _loc_to_param(loc)
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"unknown field {param!r}", param)
+    if kind == "missing":
+        return InvalidRequest(f"{param} is required", param)
+    value = e.get("input")
+    return InvalidRequest(f"{param}: {e.get('msg')}, got {value!r}", param)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into the error body."""
+
+    def _rid(request: Request) -> str | None:
+        return getattr(request.state, "request_id", None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(exc), _rid(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(NotFound(f"no route {request.method} {request.url.path}"), _rid(request))
+        if exc.status_code == 405:
+            body = error_body("method_not_allowed", f"method {request.method} not allowed on {request.url.path}")
+            return JSONResponse(body, status_code=405)
+        return JSONResponse(error_body("bad_request", str(exc.detail)), status_code=exc.status_code)
+
+    async def _table(request: Request, exc: Exception) -> JSONResponse:
+        status, _ = lookup(exc)
+        if status >= 500:
+            log.error("request %s failed: %s", _rid(request), exc, exc_info=exc)
+        return error_response(exc, _rid(request))
+
+    for cls in list(ERROR_TABLE):
+        app.add_exception_handler(cls, _table)  # type: ignore[arg-type]

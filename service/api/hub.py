@@ -1,0 +1,182 @@
+"""The served models: one :class:`~service.registry.Registry` per device, startup loading with warm-up, readiness,
+placement, model descriptions, and a cache of sampler objects per (model, sampler, options).
+
+At startup every model's latest version is loaded on every device and warmed up with one forward (and backward,
+when the model has gradients) of D∘G on one latent. A version that fails to load or to warm up is recorded with its
+error and reported by ``/readyz`` and ``/v1/models``; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from service.engine.stats import StatsSink
+from service.registry import LoadedModel, ModelEntry, ModelNotFoundError, Registry, RegistryError, parse_ref
+from service.samplers import SAMPLERS, SamplerEntry
+from service.samplers.base import SamplingAlgorithm
+from service.samplers.energy import evaluate
+
+log = logging.getLogger(__name__)
+
+WARMUP_BATCH = 1
+
+
+class ModelHub:
+    def __init__(self, models_dir: Any, devices: tuple[str, ...], sink: StatsSink,
+                 place: Callable[[list[str]], str] | None = None) -> None:
+        self.samplers: dict[str, SamplerEntry] = dict(SAMPLERS)
+        self.devices = devices
+        self.registries = {d: Registry(models_dir, d) for d in devices}
+        self.sink = sink
+        self._place = place
+        self.configured: set[str] = set()  # model ids loaded at startup (readiness is about these)
+        self.failures: dict[str, str] = {}  # model id -> why it failed (load or warm-up)
+        self.started = False
+        self._algos: dict[tuple[Any, ...], SamplingAlgorithm] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def primary(self) -> Registry:
+        return self.registries[self.devices[0]]
+
+    # --- lifecycle (blocking: run off the event loop) -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Scan, then load and warm up the latest version of every model on every device."""
+        latest: dict[str, int] = {}
+        for reg in self.registries.values():
+            for e in reg.scan():
+                latest[e.name] = max(latest.get(e.name, e.version), e.version)
+        self.configured = {f"{n}@{v}" for n, v in latest.items()}
+        for name, version in sorted(latest.items()):
+            try:
+                self.load(name, version)
+            except RegistryError as exc:
+                log.error("model %s@%s failed to load: %s", name, version, exc)
+        self.started = True
+
+    def load(self, name: str, version: int) -> list[LoadedModel]:
+        """Load a version on every device and warm it up; on failure unload it everywhere and raise."""
+        mid = f"{name}@{version}"
+        loaded = []
+        try:
+            for reg in self.registries.values():
+                model = reg.load(name, version)
+                t0 = time.perf_counter()
+                try:
+                    self._warm_up(model)
+                except Exception as exc:
+                    reg.unload(name, version)
+                    raise RegistryError(f"{model.manifest_path}: warm-up failed: {type(exc).__name__}: {exc}") from exc
+                self.sink.record_model_load(mid, model.load_seconds, time.perf_counter() - t0)
+                loaded.append(model)
+        except RegistryError as exc:
+            self.failures[mid] = str(exc)
+            for reg in self.registries.values():
+                reg.unload(name, version)
+            raise
+        self.failures.pop(mid, None)
+        return loaded
+
+    def unload(self, name: str, version: int) -> None:
+        for reg in self.registries.values():
+            reg.unload(name, version)
+        self.failures.pop(f"{name}@{version}", None)
+        self._forget(f"{name}@{version}")
+
+    def reload(self, name: str, version: int) -> list[LoadedModel]:
+        self.unload(name, version)
+        return self.load(name, version)
+
+    @staticmethod
+    def _warm_up(model: LoadedModel) -> None:
+        pair = model.pair
+        z = torch.randn((WARMUP_BATCH, *pair.latent_shape), generator=torch.Generator().manual_seed(0))
+        evaluate(pair, z.to(model.device), with_grad=pair.differentiable)
+
+    # --- resolution -------------------------------------------------------------------------------------------
+
+    def get(self, ref: str) -> list[LoadedModel]:
+        """The loaded copies of ``ref`` (one per device; the same version everywhere)."""
+        first = self.primary.get(ref)  # raises ModelNotFoundError / ModelNotReadyError
+        out = [first]
+        for d, reg in self.registries.items():
+            if d != self.devices[0]:
+                try:
+                    out.append(reg.get(first.id))
+                except RegistryError:
+                    continue
+        return out
+
+    def place(self, devices: list[str]) -> str:
+        return devices[0] if self._place is None or len(devices) == 1 else self._place(devices)
+
+    def algo(self, model: LoadedModel, sampler: str, options: Any) -> SamplingAlgorithm:
+        """The sampler over ``model`` with ``options``, built once (raises UnsupportedPairError)."""
+        key = (model.id, model.device, id(model), sampler, options)
+        with self._lock:
+            algo = self._algos.get(key)
+            if algo is None:
+                algo = self._algos[key] = self.samplers[sampler].cls(model.pair, options)
+            return algo
+
+    def _forget(self, model_id: str) -> None:
+        with self._lock:
+            for k in [k for k in self._algos if k[0] == model_id]:
+                del self._algos[k]
+
+    # --- descriptions -----------------------------------------------------------------------------------------
+
+    def entries(self) -> list[ModelEntry]:
+        return self.primary.entries()
+
+    def entry(self, ref: str) -> ModelEntry:
+        """The entry for ``"name@version"``, or for ``"name"`` the latest ready version (else the latest)."""
+        name, version = parse_ref(ref)
+        versions = [e for e in self.entries() if e.name == name]
+        if not versions:
+            raise ModelNotFoundError(ref)
+        if version is not None:
+            match = [e for e in versions if e.version == version]
+            if not match:
+                raise ModelNotFoundError(ref, f"model {name!r} has no version {version}")
+            return match[0]
+        ready = [e for e in versions if e.state == "ready"]
+        return max(ready or versions, key=lambda e: e.version)
+
+    def state_of(self, e: ModelEntry) -> tuple[str, str | None]:
+        if e.id in self.failures:
+            return "failed", self.failures[e.id]
+        return e.state, e.error
+
+    def loaded(self, e: ModelEntry) -> LoadedModel | None:
+        if e.state != "ready":
+            return None
+        try:
+            return self.primary.get(e.id)
+        except RegistryError:
+            return None
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """(ready, {id: "ready" | "failed: ..." | "loading"}) over the models configured at startup."""
+        if not self.started:
+            return False, {mid: "loading" for mid in sorted(self.configured)}
+        models: dict[str, str] = {}
+        by_id = {e.id: e for e in self.entries()}
+        for mid in sorted(self.configured | set(self.failures)):
+            e = by_id.get(mid)
+            state, error = self.state_of(e) if e is not None else ("failed", self.failures.get(mid, "missing"))
+            models[mid] = f"failed: {error}" if state == "failed" else state
+        ready = any(s == "ready" for s in models.values()) and all(
+            s == "ready" or s.startswith("failed") for s in models.values()
+        )
+        return ready, models
+
+    def memory(self) -> dict[tuple[str, str], int]:
+        return {(d, "models"): reg.memory_bytes() for d, reg in self.registries.items()}

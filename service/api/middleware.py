@@ -1,0 +1,90 @@
+"""One pure-ASGI middleware for what every request shares: request id, body limits, content type, error bodies for
+anything that escaped the handlers, and request metrics.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so that ``request.is_disconnected()`` keeps seeing the client's disconnect.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import TooLarge, UnsupportedMediaType, error_response
+from service.engine.stats import RequestStats, StatsSink
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+JSON_TYPES = ("application/json",)
+REQUEST_ID_HEADERS = (b"request-id", b"x-request-id")
+MAX_REQUEST_ID_LEN = 128
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, sink: StatsSink, max_body_bytes: int) -> None:
+        self.app = app
+        self.sink = sink
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        rid = next((headers[h].decode("latin-1") for h in REQUEST_ID_HEADERS if h in headers), "")
+        rid = rid[:MAX_REQUEST_ID_LEN] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        status = {"code": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["started"] = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"request-id", rid.encode("latin-1"))]
+            await send(message)
+
+        try:
+            self._check_body_headers(scope, headers)
+            await self.app(scope, self._limited(receive), send_wrapper)
+        except Exception as exc:
+            if status["started"]:
+                raise
+            await error_response(exc, rid)(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            queue_s = scope.get("state", {}).get("queue_s")
+            self.sink.record_request(RequestStats(template, int(status["code"]), time.perf_counter() - t0, queue_s))
+
+    def _check_body_headers(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
+        if scope["method"] not in BODY_METHODS:
+            return
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            raise TooLarge(f"request body must be <= {self.max_body_bytes} bytes (max_body_bytes), got {int(length)}")
+        has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+        ctype = headers.get(b"content-type", b"").decode("latin-1")
+        if has_body and not _is_json(ctype):
+            raise UnsupportedMediaType(f"request body must be application/json, got content-type {ctype or 'none'!r}")
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = {"n": 0}
+        limit = self.max_body_bytes
+
+        async def wrapped() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["n"] += len(message.get("body", b""))
+                if seen["n"] > limit:
+                    raise TooLarge(f"request body must be <= {limit} bytes (max_body_bytes), got more")
+            return message
+
+        return wrapped

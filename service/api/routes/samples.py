@@ -1,0 +1,48 @@
+"""``POST /v1/samples/{sampler}``: validate, queue on the engine, await without blocking, encode."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse, Response
+
+from service.api.deps import ERROR_RESPONSES, ServicesDep, require_api_key
+from service.api.encoding import NPZ_MEDIA_TYPE
+from service.api.results import npz_body, response_body
+from service.api.sampling import Limits, prepare
+from service.api.schemas import SAMPLER_NAMES, SampleRequest, SampleResponse
+from service.engine.ticket import Priority
+
+router = APIRouter(prefix="/v1", tags=["samples"], dependencies=[Depends(require_api_key)])
+
+SamplerPath = Path(description=f"one of {', '.join(SAMPLER_NAMES)}", examples=["mh"])
+
+
+@router.post(
+    "/samples/{sampler}",
+    response_model=SampleResponse,
+    response_model_exclude_none=True,
+    summary="Draw n samples with a sampler",
+    responses={200: {"content": {NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+               **ERROR_RESPONSES},
+)
+async def create_samples(body: SampleRequest, request: Request, services: ServicesDep,
+                         sampler: str = SamplerPath) -> Response:
+    """Runs ``n`` chains of ``sampler`` on ``model``, batched at the MCMC step with every other request on the
+    same model and sampler. ``Accept: application/x-npz`` returns arrays + diagnostics in one binary body."""
+    t0 = time.perf_counter()
+    s = services.settings
+    prep = prepare(body, sampler, services.hub, Limits.interactive(s), Priority.INTERACTIVE, s.max_trace_points)
+    ticket = services.engine.submit(prep.work)
+    result = await services.engine.wait(ticket, request.is_disconnected)
+    request.state.queue_s = result.queue_s
+    total = time.perf_counter() - t0
+    if NPZ_MEDIA_TYPE in request.headers.get("accept", ""):
+        data = await asyncio.to_thread(npz_body, prep, result, total)
+        return Response(data, media_type=NPZ_MEDIA_TYPE)
+    payload = await asyncio.to_thread(response_body, prep, result, total)
+    if payload["diagnostics"] is None:
+        del payload["diagnostics"]
+    return JSONResponse(payload)

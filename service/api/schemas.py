@@ -1,0 +1,227 @@
+"""Pydantic schemas of docs/api.md: requests validated strictly at the edge, responses that generate the OpenAPI.
+
+Requests forbid unknown fields, take no type coercion (``"n": "4"`` is a 422) and reject NaN/±inf (JSON ``NaN`` /
+``Infinity`` tokens included). Limits that depend on the server's settings (n, steps, n × steps, timeout) are
+checked in ``service.api.sampling`` against :class:`service.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SAMPLER_NAMES = ("raw", "mh", "rep", "ddls", "drs", "sir")
+Sampler = Literal["raw", "mh", "rep", "ddls", "drs", "sir"]
+OutputFormat = Literal["png", "array"]
+DiagnosticsLevel = Literal["none", "summary", "chains", "traces"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+OptionValue = str | bool | int | float | None
+
+MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[0-9]{1,9})?$"
+MAX_SEED = 2**63
+
+_REQUEST_EXAMPLE = {
+    "model": "ring-mlp",
+    "n": 16,
+    "seed": 7,
+    "steps": 640,
+    "params": {},
+    "options": {"init": "generator"},
+    "output": "array",
+    "diagnostics": "summary",
+    "timeout_s": 30,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class SampleRequest(_Strict):
+    """Body of ``POST /v1/samples/{sampler}``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_REQUEST_EXAMPLE]})
+
+    model: str = Field(pattern=MODEL_REF_PATTERN, description='"name" (latest ready version) or "name@version"')
+    n: int = Field(ge=1, description="samples = chains, 1 ≤ n ≤ limits.max_n")
+    seed: int | None = Field(default=None, ge=0, lt=MAX_SEED, description="chosen by the server when absent")
+    steps: int | None = Field(default=None, ge=1, description="chain length K / candidates N / max tries")
+    params: dict[str, float] = Field(default_factory=dict, description="per-sampler numeric params")
+    options: dict[str, Any] = Field(default_factory=dict, description="per-sampler categorical options")
+    output: OutputFormat | None = Field(default=None, description="png (image default) | array (vector default)")
+    diagnostics: DiagnosticsLevel = "summary"
+    timeout_s: float | None = Field(default=None, gt=0, description="deadline, queue time included")
+
+    @field_validator("options")
+    @classmethod
+    def _scalar_options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k, x in v.items():
+            if not isinstance(x, OptionValue):
+                raise ValueError(f"options.{k} must be a string, number, boolean or null, got {x!r}")
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ValueError(f"options.{k} must be finite, got {x!r}")
+        return v
+
+
+class JobRequest(SampleRequest):
+    """Body of ``POST /v1/jobs``: a sampling request plus its sampler."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"sampler": "mh", **_REQUEST_EXAMPLE, "n": 4096}]})
+
+    sampler: Sampler
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    param: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"error": {"type": "invalid_request", "message": "n must be <= 1024, got 5000",
+                                                   "param": "n"}}]}
+    )
+
+
+class ChainDiagnostics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    chain: int
+    accepted: int
+    proposals: int
+    acceptance_rate: float
+    logit_initial: float | None
+    logit_final: float | None
+    restarted: bool = False
+    nonfinite: int
+    distinct_states: int
+
+
+class TracesOut(BaseModel):
+    every: int = Field(description="thinning: point j is step j·every")
+    logit: list[list[float | None]] = Field(description="(chains, points)")
+    energy: list[list[float | None]]
+    z_norm: list[list[float | None]]
+
+
+class Diagnostics(BaseModel):
+    acceptance_rate: float = Field(description="mean over chains of each chain's mean min(1, alpha)")
+    accepted: int
+    proposals: int
+    nonfinite: int
+    calibrated: bool
+    exact: bool
+    logit_initial_mean: float | None
+    logit_final_mean: float | None
+    sampler: dict[str, Any] = Field(default_factory=dict, description="sampler-specific (sir ess, drs logit_max)")
+    chains: list[ChainDiagnostics] | None = None
+    acceptance_curve: list[float | None] | None = None
+    traces: TracesOut | None = None
+    ess: dict[str, float | None] | None = None
+    rhat: dict[str, float | None] | None = None
+
+
+class Timing(BaseModel):
+    queue_s: float
+    compute_s: float
+    total_s: float
+
+
+class SampleResponse(BaseModel):
+    model: str = Field(description="resolved id name@version")
+    sampler: Sampler
+    seed: int
+    n: int
+    steps: int
+    output: OutputFormat
+    shape: list[int] = Field(description="shape of one sample")
+    samples: list[Any] = Field(description="png: base64 PNG strings; array: nested lists of floats")
+    diagnostics: Diagnostics | None = None
+    timing: Timing
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{
+            "model": "ring-mlp@1", "sampler": "mh", "seed": 7, "n": 2, "steps": 640, "output": "array",
+            "shape": [2], "samples": [[0.98, 0.02], [-0.7, 0.71]],
+            "diagnostics": {"acceptance_rate": 0.21, "accepted": 270, "proposals": 1280, "nonfinite": 0,
+                            "calibrated": True, "exact": True, "logit_initial_mean": -0.4, "logit_final_mean": 0.6,
+                            "sampler": {}},
+            "timing": {"queue_s": 0.001, "compute_s": 0.2, "total_s": 0.21},
+        }]}
+    )
+
+
+class ParamInfo(BaseModel):
+    name: str
+    default: float
+    low: float
+    high: float
+    doc: str
+    integer: bool = False
+
+
+class SamplerSupport(BaseModel):
+    supported: bool
+    reason: str | None
+    exact: bool | None
+    default_steps: int
+    params: list[ParamInfo]
+    options: dict[str, list[Any]]
+
+
+class OutputInfo(BaseModel):
+    kind: str
+    shape: list[int]
+    range: list[float] | None = None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: int
+    id: str
+    description: str = ""
+    state: Literal["loading", "ready", "failed", "unloaded"]
+    error: str | None = None
+    device: str | None = None
+    latent_shape: list[int] | None = None
+    output: OutputInfo | None = None
+    formats: dict[str, str] = Field(default_factory=dict)
+    discriminator_output: str | None = None
+    calibration: dict[str, Any] | None = None
+    samplers: dict[str, SamplerSupport] = Field(default_factory=dict)
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class Job(BaseModel):
+    id: str
+    state: JobState
+    progress: float = Field(ge=0, le=1)
+    steps_done: int
+    steps_total: int
+    created_at: str
+    finished_at: str | None = None
+    error: str | None = None
+    request: dict[str, Any]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, str] = Field(description='id -> "ready" | "failed: ..." | "loading"')
+
+
+class AdminResult(BaseModel):
+    action: str
+    model: ModelInfo | None = None
+    calibration: dict[str, Any] | None = None
