@@ -18,6 +18,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import httpx
+
 from .._constants import __version__
 from . import job, models, sample
 from ._common import EXIT_USAGE, global_options, run_guarded
@@ -43,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, transport: httpx.BaseTransport | None = None) -> int:
+    """Run the CLI; returns the exit code. ``transport`` replaces the network (tests, embedding)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.transport = transport
     handler = getattr(args, "_run", None)
     if handler is None:
         parser.print_help(sys.stderr)

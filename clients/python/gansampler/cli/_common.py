@@ -59,6 +59,7 @@ def make_client(args: argparse.Namespace) -> Client:
         api_key=getattr(args, "api_key", None),
         timeout=getattr(args, "timeout", DEFAULT_TIMEOUT_S),
         max_retries=getattr(args, "max_retries", DEFAULT_MAX_RETRIES),
+        transport=getattr(args, "transport", None),
     )
 
 

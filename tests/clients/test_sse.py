@@ -1,0 +1,94 @@
+"""SSE parsing (pure decoder) and ``jobs.events`` streaming, sync and async."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from gansampler import AsyncClient, Client, NotFoundError
+from gansampler._sse import ServerSentEvent, SSEDecoder, iter_events
+
+from .conftest import FakeServer, error_response, job_body
+
+
+def decode_all(text: str) -> list[ServerSentEvent]:
+    return list(iter_events(text.splitlines()))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('event: progress\ndata: {"a": 1}\n\n', [ServerSentEvent("progress", '{"a": 1}')]),
+        ("data: one\ndata: two\n\n", [ServerSentEvent("message", "one\ntwo")]),  # multi-line data
+        ("data:no-space\n\n", [ServerSentEvent("message", "no-space")]),
+        ("data:  two spaces\n\n", [ServerSentEvent("message", " two spaces")]),  # only one space stripped
+        (": keep-alive\n\n", []),  # comment only: nothing dispatched
+        ("event: x\r\ndata: y\r\n\r\n", [ServerSentEvent("x", "y")]),  # CRLF
+        ("id: 7\nretry: 1500\ndata: d\n\n", [ServerSentEvent("message", "d", id="7", retry=1500)]),
+        ("retry: soon\nfoo: bar\ndata: d\n\n", [ServerSentEvent("message", "d")]),  # ignored fields
+        ("data: a\n\ndata: b\n\n", [ServerSentEvent("message", "a"), ServerSentEvent("message", "b")]),
+        ("data: unterminated", []),  # no blank line: discarded
+        ("data\n\n", [ServerSentEvent("message", "")]),  # field with no colon
+    ],
+)
+def test_decoder_table(text: str, expected: list[ServerSentEvent]) -> None:
+    assert decode_all(text) == expected
+
+
+def test_decoder_tracks_last_event_id() -> None:
+    decoder = SSEDecoder()
+    for line in ["id: 3", "data: x", ""]:
+        decoder.decode(line)
+    assert decoder.last_event_id == "3"
+
+
+def event_stream(*statuses: dict, extra: str = "") -> bytes:
+    chunks = [": hello\n\n", extra]
+    chunks += [f"event: progress\ndata: {json.dumps(s)}\n\n" for s in statuses]
+    return "".join(chunks).encode()
+
+
+def test_sync_events_stop_at_terminal_state(client: Client, server: FakeServer) -> None:
+    body = event_stream(
+        job_body("running", 0.25),
+        job_body("running", 0.5),
+        job_body("succeeded", 1.0),
+        job_body("running", 0.9),
+        extra="event: other\ndata: not json\n\n",
+    )
+    server.add(
+        "GET",
+        "/v1/jobs/job_1/events",
+        lambda r: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}),
+    )
+    states = [(s.state, s.progress) for s in client.jobs.events("job_1")]
+    assert states == [("running", 0.25), ("running", 0.5), ("succeeded", 1.0)]
+    assert server.requests[0].headers["accept"] == "text/event-stream"
+    assert server.requests[0].extensions["timeout"]["read"] is None
+
+
+def test_events_error_status_raises(client: Client, server: FakeServer) -> None:
+    server.add("GET", "/v1/jobs/nope/events", lambda r: error_response(404, "not_found", "no job nope", None))
+    with pytest.raises(NotFoundError, match="no job nope"):
+        list(client.jobs.events("nope"))
+
+
+async def test_async_events(aclient: AsyncClient, server: FakeServer) -> None:
+    body = event_stream(job_body("queued"), job_body("running", 0.5), job_body("failed", 0.5, error="boom"))
+    server.add("GET", "/v1/jobs/job_1/events", lambda r: httpx.Response(200, content=body))
+    seen = [s async for s in aclient.jobs.events("job_1")]
+    assert [s.state for s in seen] == ["queued", "running", "failed"]
+    assert seen[-1].error == "boom"
+
+
+def test_job_handle_events_update_status(client: Client, server: FakeServer) -> None:
+    server.add("GET", "/v1/jobs/job_1", lambda r: httpx.Response(200, json=job_body("running", 0.1)))
+    server.add(
+        "GET",
+        "/v1/jobs/job_1/events",
+        lambda r: httpx.Response(200, content=event_stream(job_body("running", 0.7), job_body("cancelled", 0.7))),
+    )
+    job = client.jobs.get("job_1")
+    assert [s.progress for s in job.events()] == [0.7, 0.7]
+    assert job.state == "cancelled" and job.done
