@@ -1,0 +1,239 @@
+"""Diagnostics as pure functions over tensors and arrays (NumPyro's ``diagnostics.py`` split).
+
+- :func:`summarize`: the JSON-ready per-request summary and per-chain list of ``docs/api.md``'s ``diagnostics``.
+- :func:`ess`: effective sample size of scalar traces (Geyer's initial monotone sequence, multi-chain, as in
+  Stan / NumPyro).
+- :func:`split_rhat`: split-R̂ across chains.
+- :func:`latent_mmd_to_prior`: MMD² between latents and the prior N(0, I), in closed form on the prior side.
+- :func:`typical_set`: ‖z‖ against √dz (under the prior ‖z‖² ~ χ²_dz).
+
+Nothing here is called inside a step; conversions to Python numbers happen once per request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from service.samplers.driver import ChainStats, Traces
+
+ArrayLike = Tensor | np.ndarray
+MMD_MAX_POINTS = 2000
+""":func:`latent_mmd_to_prior` uses at most this many latents (its cost is quadratic)."""
+CURVE_MAX_POINTS = 200
+"""The acceptance curve in a summary is thinned to at most this many points."""
+
+
+def _num(v: float) -> float | None:
+    """A JSON-safe float: non-finite values become None."""
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _np(x: ArrayLike) -> np.ndarray:
+    if isinstance(x, Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def chain_acceptance(stats: ChainStats) -> Tensor:
+    """Per-chain acceptance rate, mean of min(1, alpha) over its proposals; 1.0 for rows with none (one-shot). (B,)"""
+    p = stats.proposals.to(torch.float64)
+    return torch.where(p > 0, stats.acceptance_sum.to(torch.float64) / p.clamp(min=1.0), torch.ones_like(p))
+
+
+def summarize(
+    stats: ChainStats,
+    extras: Mapping[str, Tensor],
+    *,
+    exact: bool | None = None,
+    chains: bool = True,
+    traces: Traces | None = None,
+    curve: Tensor | None = None,
+    first_chain: int = 0,
+) -> dict[str, Any]:
+    """The diagnostics of one request, JSON-ready.
+
+    stats: ChainStats (B,) of the request's chains; extras: ``algo.chain_extras`` (B,) each.
+    exact: ``algo.exact()``, reported as ``exact`` when given. chains: include the per-chain list.
+    traces / curve: from :func:`~service.samplers.driver.run_chains`; adds ``traces``, ``ess``, ``rhat`` and the
+    thinned ``acceptance_curve``. first_chain: index of the first row within the request.
+    """
+    rate = chain_acceptance(stats).cpu()
+    accepted = stats.accepted.cpu()
+    nonfinite = stats.nonfinite.cpu()
+    li = stats.logit_initial.detach().cpu().double()
+    lf = stats.logit_final.detach().cpu().double()
+    out: dict[str, Any] = {
+        "acceptance_rate": _num(rate.mean()) if rate.numel() else None,
+        "accepted": int(accepted.sum()),
+        "proposals": int(stats.proposals.sum()),
+        "nonfinite": int(nonfinite.sum()),
+        "logit_initial_mean": _num(li[torch.isfinite(li)].mean()) if rate.numel() else None,
+        "logit_final_mean": _num(lf[torch.isfinite(lf)].mean()) if rate.numel() else None,
+        "sampler": sampler_summary(extras),
+    }
+    if exact is not None:
+        out["exact"] = bool(exact)
+    if chains:
+        restarted = extras.get("restarted")
+        r = restarted.cpu().tolist() if restarted is not None else [False] * len(rate)
+        out["chains"] = [
+            {
+                "chain": first_chain + i,
+                "accepted": int(accepted[i]),
+                "acceptance_rate": _num(rate[i]),
+                "logit_initial": _num(li[i]),
+                "logit_final": _num(lf[i]),
+                "restarted": bool(r[i]),
+                "nonfinite": int(nonfinite[i]),
+                # every accepted proposal is a new point (continuous proposals), plus the initial state
+                "distinct_states": int(accepted[i]) + 1,
+            }
+            for i in range(len(rate))
+        ]
+    if curve is not None and curve.numel():
+        every = max(1, math.ceil(curve.numel() / CURVE_MAX_POINTS))
+        out["acceptance_curve_every"] = every
+        out["acceptance_curve"] = [_num(v) for v in curve[::every].cpu().tolist()]
+    if traces is not None:
+        per_chain = {k: getattr(traces, k).detach().cpu().double().T for k in ("logit", "energy", "z_norm")}
+        out["traces"] = {
+            "every": traces.every,
+            **{k: [[_num(v) for v in row] for row in a.tolist()] for k, a in per_chain.items()},
+        }
+        out["ess"] = {k: _num(ess(a)) for k, a in per_chain.items()}
+        out["rhat"] = {k: _num(split_rhat(a)) for k, a in per_chain.items()}
+    return out
+
+
+def sampler_summary(extras: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Request-level figures from ``chain_extras``: SIR's ESS and max weight, DRS's d~_max and realised acceptance,
+    MH-GAN's restarts, DDLS's final step size."""
+    out: dict[str, Any] = {}
+    if "ess" in extras:
+        out["ess"] = _num(extras["ess"].double().mean())
+        out["ess_min"] = _num(extras["ess"].double().min())
+    if "max_weight" in extras:
+        out["max_weight"] = _num(extras["max_weight"].double().mean())
+    if "tries" in extras and "accepted" in extras:
+        tries = int(extras["tries"].sum())
+        acc = int(extras["accepted"].sum())
+        out["realised_acceptance"] = acc / tries if tries else None
+        out["exhausted"] = len(extras["tries"]) - acc
+    if "above_max" in extras:
+        out["above_max"] = int(extras["above_max"].sum())
+    if "logit_max" in extras and extras["logit_max"].numel():
+        out["logit_max"] = _num(extras["logit_max"][0])
+    if "restarted" in extras:
+        out["restarted"] = int(extras["restarted"].sum())
+    if "step_size_final" in extras and extras["step_size_final"].numel():
+        out["step_size_final"] = _num(extras["step_size_final"].double().mean())
+    return out
+
+
+def _autocovariance(x: np.ndarray) -> np.ndarray:
+    """Autocovariance along the last axis by FFT, (..., N)."""
+    n = x.shape[-1]
+    m = 1 << (2 * n - 1).bit_length()
+    xc = x - x.mean(axis=-1, keepdims=True)
+    f = np.fft.rfft(xc, n=m, axis=-1)
+    acov = np.fft.irfft(f * np.conjugate(f), n=m, axis=-1)[..., :n]
+    return acov / n
+
+
+def ess(trace: ArrayLike) -> float:
+    """Effective sample size of a scalar trace: (T,) one chain or (C, T) C chains. NaN for a constant or too-short
+    trace (T < 4).
+
+    rho_k is the multi-chain autocorrelation (Gelman et al., BDA3 §11.5); the sum over lags is truncated by Geyer's
+    initial positive sequence and made monotone, and ESS = C·T / (−1 + 2 Σ_pairs P_k).
+    """
+    x = _np(trace)
+    if x.ndim == 1:
+        x = x[None]
+    c, n = x.shape
+    if n < 4 or not np.all(np.isfinite(x)):
+        return float("nan")
+    acov = _autocovariance(x)
+    mean_var = acov[:, 0].mean() * n / (n - 1)
+    var_plus = mean_var * (n - 1) / n
+    if c > 1:
+        var_plus += x.mean(axis=1).var(ddof=1)
+    if var_plus <= 0:
+        return float("nan")
+    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
+    rho[0] = 1.0
+    m = n - (n % 2)
+    pairs = rho[0:m:2] + rho[1:m:2]
+    neg = np.nonzero(pairs < 0)[0]
+    if neg.size:
+        pairs = pairs[: neg[0]]
+    pairs = np.minimum.accumulate(pairs)
+    tau = -1.0 + 2.0 * pairs.sum()
+    return float(c * n / max(tau, 1.0 / np.log10(max(c * n, 10))))
+
+
+def split_rhat(traces: ArrayLike) -> float:
+    """Split-R̂ of (C, T) traces (each chain split into two halves). NaN when T < 4 or the traces are constant."""
+    x = _np(traces)
+    if x.ndim == 1:
+        x = x[None]
+    n = x.shape[1]
+    if n < 4 or not np.all(np.isfinite(x)):
+        return float("nan")
+    half = n // 2
+    s = np.concatenate([x[:, :half], x[:, n - half :]], axis=0)
+    means = s.mean(axis=1)
+    w = s.var(axis=1, ddof=1).mean()
+    b_over_n = means.var(ddof=1)
+    if w <= 0:
+        return float("nan")
+    var_plus = (half - 1) / half * w + b_over_n
+    return float(np.sqrt(var_plus / w))
+
+
+def latent_mmd_to_prior(z: Tensor, bandwidth2: float | None = None) -> float:
+    """Unbiased MMD² between latents z (N, *latent_shape) and the prior N(0, I), Gaussian kernel
+    k(a, b) = exp(−‖a − b‖² / (2 s²)) with s² = ``bandwidth2`` (default dz).
+
+    The prior-side expectations are closed-form: E_y k(a, y) = (s²/(s²+1))^(d/2) exp(−‖a‖² / (2(s²+1))) and
+    E_{y,y'} k(y, y') = (s²/(s²+2))^(d/2). About 0 for z ~ p0; uses the first ``MMD_MAX_POINTS`` latents.
+    """
+    a = z.detach().flatten(1)[:MMD_MAX_POINTS].to("cpu", torch.float64)
+    n, d = a.shape
+    if n < 2:
+        return float("nan")
+    s2 = float(d) if bandwidth2 is None else float(bandwidth2)
+    sq = a.pow(2).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * a @ a.T).clamp(min=0.0)
+    k = torch.exp(-d2 / (2.0 * s2))
+    kzz = (k.sum() - k.diagonal().sum()) / (n * (n - 1))
+    kzy = ((s2 / (s2 + 1.0)) ** (d / 2.0) * torch.exp(-sq / (2.0 * (s2 + 1.0)))).mean()
+    kyy = (s2 / (s2 + 2.0)) ** (d / 2.0)
+    return float(kzz - 2.0 * kzy + kyy)
+
+
+def typical_set(z: Tensor) -> dict[str, float | None]:
+    """‖z‖ against the prior's typical set: under N(0, I_d), ‖z‖² ~ χ²_d (mean d, variance 2d).
+
+    Returns the mean ‖z‖, √d, and ``z_score`` = (mean ‖z‖² − d) / √(2d / N) (|z_score| ≲ 3 for prior-like latents).
+    """
+    a = z.detach().flatten(1).to("cpu", torch.float64)
+    n, d = a.shape
+    sq = a.pow(2).sum(1)
+    return {
+        "z_norm_mean": _num(sq.sqrt().mean()) if n else None,
+        "sqrt_dz": math.sqrt(d),
+        "z_score": _num((sq.mean() - d) / math.sqrt(2.0 * d / n)) if n else None,
+    }
+
+
+def exactness(exact: bool) -> str:
+    """``"exact"`` or ``"biased"`` (ddls, drs with gamma shift)."""
+    return "exact" if exact else "biased"
