@@ -60,7 +60,11 @@ def resolve_version_dir(root: Path, ref: str) -> Path:
     """``<root>/<name>/<version>`` for ``"name@version"``, or the highest version for ``"name"``."""
     name, version = parse_ref(ref)
     model_dir = root / name
-    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()) if model_dir.is_dir() else []
+    versions = (
+        sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+        if model_dir.is_dir()
+        else []
+    )
     if not versions:
         raise ModelNotFoundError(ref, f"no versions of {name!r} under {root}")
     if version is None:
@@ -70,7 +74,9 @@ def resolve_version_dir(root: Path, ref: str) -> Path:
     return model_dir / str(version)
 
 
-def write_calibration(manifest_path: Path, calibration: Calibration, report: CalibrationReport, logit_max: float) -> None:
+def write_calibration(
+    manifest_path: Path, calibration: Calibration, report: CalibrationReport, logit_max: float
+) -> None:
     """Replace ``[calibration]`` and ``[samplers.drs] logit_max`` in ``manifest_path``, keeping the other fields."""
     data: dict[str, Any] = tomllib.loads(manifest_path.read_text(encoding="utf-8"))
     data["calibration"] = {**calibration.to_dict(), **report.to_dict()}

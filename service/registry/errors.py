@@ -1,13 +1,13 @@
 """The registry's error hierarchy. Every message names the file, and where there is one, the manifest field.
 
-    RegistryError                      base of everything below
-    ├── ManifestError(path, field, message)   model.toml unreadable, a field invalid, a weight file that does
-    │                                         not match its declared architecture, a missing file
-    ├── IntegrityError(path, field, ...)      a file's sha256 differs from the manifest's
-    ├── UnsafeFileError(path, field, ...)     a pickled whole module, or a path that leaves the version directory
-    ├── ProviderError                         onnxruntime did not use the execution provider the device needs
-    ├── ModelNotFoundError(ref)               no such model name / version in the registry (or a malformed ref)
-    └── ModelNotReadyError(ref, state, error) the version exists but is not loaded (unloaded, loading, failed)
+RegistryError                      base of everything below
+├── ManifestError(path, field, message)   model.toml unreadable, a field invalid, a weight file that does
+│                                         not match its declared architecture, a missing file
+├── IntegrityError(path, field, ...)      a file's sha256 differs from the manifest's
+├── UnsafeFileError(path, field, ...)     a pickled whole module, or a path that leaves the version directory
+├── ProviderError                         onnxruntime did not use the execution provider the device needs
+├── ModelNotFoundError(ref)               no such model name / version in the registry (or a malformed ref)
+└── ModelNotReadyError(ref, state, error) the version exists but is not loaded (unloaded, loading, failed)
 """
 
 from __future__ import annotations

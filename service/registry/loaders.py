@@ -107,7 +107,11 @@ def _load_into_arch(spec: NetworkSpec, weights: dict[str, Tensor], manifest_path
         net = cls(**spec.kwargs)
     except TypeError as exc:
         raise ManifestError(manifest_path, f"{field}.kwargs", f"{spec.arch}(**{spec.kwargs}) failed: {exc}") from None
-    result = net.load_state_dict(weights, strict=False)
+    try:
+        result = net.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # size mismatches raise even when not strict
+        detail = " ".join(str(exc).split())[:400]
+        raise ManifestError(manifest_path, f"{field}.file", f"weights do not fit {spec.arch}: {detail}") from None
     if result.missing_keys or result.unexpected_keys:
         raise ManifestError(
             manifest_path,
@@ -159,7 +163,9 @@ def load_network(spec: NetworkSpec, path: Path, device: str, manifest_path: Path
         try:
             gm = torch.export.load(str(path)).module()
         except Exception as exc:  # torch raises many types for a bad archive
-            raise ManifestError(manifest_path, f"{field}.file", f"cannot load {path.name!r} as torch.export: {exc}") from None
+            raise ManifestError(
+                manifest_path, f"{field}.file", f"cannot load {path.name!r} as torch.export: {exc}"
+            ) from None
         _check_export_eval(gm, manifest_path, field)
         return _torch_network(gm, device, "torch_export")
     return load_onnx(path, device, manifest_path, field)
@@ -194,10 +200,14 @@ def load_onnx(path: Path, device: str, manifest_path: Path, field: str) -> Netwo
     try:
         session = ort.InferenceSession(str(path), providers=list(wanted))
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise ManifestError(manifest_path, f"{field}.file", f"cannot load {path.name!r} with onnxruntime: {exc}") from None
+        raise ManifestError(
+            manifest_path, f"{field}.file", f"cannot load {path.name!r} with onnxruntime: {exc}"
+        ) from None
     used = session.get_providers()
     if not used or used[0] != wanted[0]:
         raise ProviderError(f"{manifest_path}: {field}: onnxruntime uses {used}, device {device!r} needs {wanted[0]}")
     if len(session.get_inputs()) != 1:
-        raise ManifestError(manifest_path, f"{field}.file", f"onnx graph must take one input, has {len(session.get_inputs())}")
+        raise ManifestError(
+            manifest_path, f"{field}.file", f"onnx graph must take one input, has {len(session.get_inputs())}"
+        )
     return Network(OnnxFunction(session, device), None, False, path.stat().st_size, "onnxruntime")

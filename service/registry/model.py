@@ -39,6 +39,8 @@ class LoadedModel:
     raw_logit:   x (B, *output_shape) -> uncalibrated D logit (B,) (what calibration is fitted on).
     calibration: the map raw -> calibrated logit (identity when the manifest has none).
     notes:       how the model was adapted (e.g. "final sigmoid of the discriminator removed").
+    backends:    {"generator": "torch" | "torch_export" | "onnxruntime", "discriminator": ...}.
+    networks:    the loaded G and D (``Network.module`` is the nn.Module, None for ONNX).
     """
 
     id: str
@@ -52,6 +54,7 @@ class LoadedModel:
     load_seconds: float
     backends: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    networks: dict[str, Network] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -114,11 +117,15 @@ def _load_holdout(m: Manifest, version_dir: Path, path: Path, device: str) -> Te
     except (SafetensorError, OSError) as exc:
         raise ManifestError(path, "data.holdout", f"cannot read {m.data.holdout!r}: {exc}") from None
     if HOLDOUT_KEY not in tensors:
-        raise ManifestError(path, "data.holdout", f"{m.data.holdout!r} has no tensor {HOLDOUT_KEY!r} (has {sorted(tensors)})")
+        raise ManifestError(
+            path, "data.holdout", f"{m.data.holdout!r} has no tensor {HOLDOUT_KEY!r} (has {sorted(tensors)})"
+        )
     x = tensors[HOLDOUT_KEY].to(torch.float32)
     if x.dim() < 1 or tuple(x.shape[1:]) != m.output.shape or x.shape[0] < 2:
         raise ManifestError(
-            path, "data.holdout", f"expected shape (N >= 2, {', '.join(map(str, m.output.shape))}), got {tuple(x.shape)}"
+            path,
+            "data.holdout",
+            f"expected shape (N >= 2, {', '.join(map(str, m.output.shape))}), got {tuple(x.shape)}",
         )
     if not bool(torch.isfinite(x).all()):
         raise ManifestError(path, "data.holdout", "holdout holds non-finite values")
@@ -127,7 +134,9 @@ def _load_holdout(m: Manifest, version_dir: Path, path: Path, device: str) -> Te
         slack = HOLDOUT_RANGE_SLACK * (hi - lo)
         if float(x.min()) < lo - slack or float(x.max()) > hi + slack:
             raise ManifestError(
-                path, "data.holdout", f"values span [{float(x.min()):.4g}, {float(x.max()):.4g}], outside output.range {[lo, hi]}"
+                path,
+                "data.holdout",
+                f"values span [{float(x.min()):.4g}, {float(x.max()):.4g}], outside output.range {[lo, hi]}",
             )
     return x.to(device)
 
@@ -136,7 +145,9 @@ def _calibration(m: Manifest, path: Path, require: bool) -> Calibration:
     if m.calibration is None:
         if m.discriminator.output == "critic" and require:
             raise ManifestError(
-                path, "calibration", "discriminator.output = 'critic' needs a [calibration]: run gansampler-server calibrate"
+                path,
+                "calibration",
+                "discriminator.output = 'critic' needs a [calibration]: run gansampler-server calibrate",
             )
         return IDENTITY
     cal = Calibration.from_dict(m.calibration.as_dict())
@@ -157,7 +168,9 @@ def _probe(m: Manifest, g: Network, device: str, path: Path) -> Tensor:
         ) from None
     if tuple(x.shape) != (PROBE_BATCH, *m.output.shape):
         raise ManifestError(
-            path, "output.shape", f"G returned {tuple(x.shape)} for {PROBE_BATCH} latents, manifest says {list(m.output.shape)}"
+            path,
+            "output.shape",
+            f"G returned {tuple(x.shape)} for {PROBE_BATCH} latents, manifest says {list(m.output.shape)}",
         )
     return x
 
@@ -209,4 +222,5 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
         load_seconds=time.perf_counter() - start,
         backends={"generator": g.backend, "discriminator": d.backend},
         notes=tuple(notes),
+        networks=dict(nets),
     )

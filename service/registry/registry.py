@@ -169,7 +169,9 @@ class Registry:
                 if (name, v) in self._loaded:
                     return self._loaded[(name, v)]
             latest = self._entries[(name, versions[0])]
-            raise ModelNotReadyError(ref, f"not ready (latest version {latest.version} is {latest.state})", latest.error)
+            raise ModelNotReadyError(
+                ref, f"not ready (latest version {latest.version} is {latest.state})", latest.error
+            )
 
     def memory_bytes(self) -> int:
         """Bytes held by every loaded model on this registry's device."""

@@ -166,7 +166,7 @@ class CalibrationSpec(_Strict):
         return self.model_dump(exclude_none=True)
 
 
-SamplerDefaults = dict[str, float | int]
+SamplerDefaults = dict[str, Any]  # values checked by Manifest._samplers: finite int | float
 
 
 class Manifest(_Strict):
@@ -190,7 +190,7 @@ class Manifest(_Strict):
             if name not in KNOWN_SAMPLERS:
                 raise ValueError(f"@{name}: unknown sampler, expected one of {list(KNOWN_SAMPLERS)}")
             for key, value in table.items():
-                if isinstance(value, bool) or not math.isfinite(float(value)):
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                     raise ValueError(f"@{name}.{key}: must be a finite number, got {value!r}")
             steps = table.get("steps")
             if steps is not None and (not isinstance(steps, int) or steps < 0):

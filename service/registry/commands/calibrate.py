@@ -16,8 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, default=Path("models"), help="registry root (default: models)")
     p.add_argument("--method", choices=("platt", "isotonic", "identity"), default="platt", help="default: platt")
     p.add_argument("--fakes", type=int, default=None, help="fresh fakes to score (default: as many as holdout samples)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the fakes and of the split (default: {DEFAULT_SEED})")
-    p.add_argument("--pilot", type=int, default=DEFAULT_PILOT, help=f"fakes for DRS logit_max (default: {DEFAULT_PILOT})")
+    p.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the fakes and of the split (default: {DEFAULT_SEED})"
+    )
+    p.add_argument(
+        "--pilot", type=int, default=DEFAULT_PILOT, help=f"fakes for DRS logit_max (default: {DEFAULT_PILOT})"
+    )
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dry-run", action="store_true", help="print the result, do not write model.toml")
 

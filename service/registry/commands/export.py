@@ -23,8 +23,12 @@ def _shape(text: str) -> tuple[int, ...]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", required=True, help="import path 'package.module:Class' of the network")
     p.add_argument("--kwargs", default="{}", help="constructor keyword arguments as JSON (default: {})")
-    p.add_argument("--weights", type=Path, required=True, help="state_dict file: .safetensors, or .pth/.pt (weights only)")
-    p.add_argument("--input-shape", type=_shape, required=True, help="one input without batch dim, e.g. 100,1,1 or 3,64,64")
+    p.add_argument(
+        "--weights", type=Path, required=True, help="state_dict file: .safetensors, or .pth/.pt (weights only)"
+    )
+    p.add_argument(
+        "--input-shape", type=_shape, required=True, help="one input without batch dim, e.g. 100,1,1 or 3,64,64"
+    )
     p.add_argument("--out", type=Path, required=True, help="output archive, e.g. generator.pt2")
 
 

@@ -23,7 +23,9 @@ def check_files(vdir: Path) -> str:
     path = vdir / MANIFEST_NAME
     m = read_manifest(path, vdir.parent.name, int(vdir.name))
     verified_file(vdir, m.generator.file, m.generator.sha256, path, "generator.file", "generator.sha256")
-    verified_file(vdir, m.discriminator.file, m.discriminator.sha256, path, "discriminator.file", "discriminator.sha256")
+    verified_file(
+        vdir, m.discriminator.file, m.discriminator.sha256, path, "discriminator.file", "discriminator.sha256"
+    )
     if m.data.holdout is not None:
         verified_file(vdir, m.data.holdout, m.data.holdout_sha256, path, "data.holdout", "data.holdout_sha256")
     return f"{m.generator.format}/{m.discriminator.format}, hashes ok"
@@ -45,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 model = load_version(entry.path, args.device)
                 cal = model.calibration.method if model.calibrated else "uncalibrated"
-                detail = f"{model.backends['generator']}/{model.backends['discriminator']}, {cal}, {model.memory_bytes} B"
+                detail = (
+                    f"{model.backends['generator']}/{model.backends['discriminator']}, {cal}, {model.memory_bytes} B"
+                )
             rows.append((entry.id, "ok", detail))
         except RegistryError as exc:
             rows.append((entry.id, "FAILED", str(exc).replace("\n", "; ")))
