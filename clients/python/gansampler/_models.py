@@ -67,12 +67,12 @@ class ChainDiagnostics(_Model):
 
 
 class Traces(_Model):
-    """Per-chain traces thinned by ``every``: each is a (chains, T/every) nested list."""
+    """Per-chain traces thinned by ``every``: each is a (chains, T/every) nested list (None where non-finite)."""
 
     every: int = 1
-    logit: list[list[float]] = Field(default_factory=list)
-    energy: list[list[float]] = Field(default_factory=list)
-    z_norm: list[list[float]] = Field(default_factory=list)
+    logit: list[list[float | None]] = Field(default_factory=list)
+    energy: list[list[float | None]] = Field(default_factory=list)
+    z_norm: list[list[float | None]] = Field(default_factory=list)
 
 
 class Diagnostics(_Model):
@@ -88,10 +88,11 @@ class Diagnostics(_Model):
     logit_final_mean: float | None = None
     sampler: dict[str, Any] = Field(default_factory=dict)
     chains: list[ChainDiagnostics] | None = None
-    acceptance_curve: list[float] | None = None
+    acceptance_curve: list[float | None] | None = None
+    acceptance_curve_every: int | None = None
     traces: Traces | None = None
-    ess: dict[str, float] | None = None
-    rhat: dict[str, float] | None = None
+    ess: dict[str, float | None] | None = None
+    rhat: dict[str, float | None] | None = None
 
 
 class SampleBatch(_Model):
@@ -156,7 +157,7 @@ class OutputSpec(_Model):
 class Calibration(_Model):
     """How the discriminator's logit is calibrated, and how well (on held-out data)."""
 
-    method: str
+    method: str | None = None
     a: float | None = None
     b: float | None = None
     auc: float | None = None
@@ -173,6 +174,7 @@ class ParamInfo(_Model):
     low: float | None = None
     high: float | None = None
     doc: str | None = None
+    integer: bool = False
 
 
 class SamplerInfo(_Model):
