@@ -12,7 +12,7 @@ The API's own errors (raised at the edge)::
     ├── InvalidRequest        422 invalid_request         a field out of its limits
     └── ModelUnavailable      503 model_unavailable       exists but not loaded / failed / loading
 
-Errors raised below the edge (samplers, registry, engine) keep their own hierarchies; :data:`ERROR_TABLE` maps
+Errors raised below the edge (samplers, registry, engine, jobs) keep their own hierarchies; :data:`ERROR_TABLE` maps
 each class to (status, type), looked up along the exception's MRO. Every body is
 ``{"error": {"type", "message", "param"}}`` (docs/api.md).
 """
@@ -27,8 +27,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.config import DEFAULT_RETRY_AFTER_S
 from service.engine import errors as engine_errors
 from service.engine.jobs import JobNotFinished, JobNotFound
+from service.registry import errors as registry_errors
 from service.samplers.base import SamplerParamError, UnsupportedPairError
 
 log = logging.getLogger(__name__)
@@ -84,23 +86,20 @@ ERROR_TABLE: dict[type[BaseException], tuple[int, str]] = {
     engine_errors.ModelFailed: (500, "internal_error"),
     engine_errors.EngineStopped: (503, "model_unavailable"),
     engine_errors.DeadlineExceeded: (504, "timeout"),
+    registry_errors.ModelNotFoundError: (404, "not_found"),
+    registry_errors.ModelNotReadyError: (503, "model_unavailable"),
+    registry_errors.RegistryError: (422, "invalid_request"),  # a version that cannot load (admin load/reload)
 }
 
-try:  # the registry's hierarchy, when installed
-    from service.registry import errors as registry_errors
-
-    ERROR_TABLE.update({
-        registry_errors.ModelNotFoundError: (404, "not_found"),
-        registry_errors.ModelNotReadyError: (503, "model_unavailable"),
-        registry_errors.ManifestError: (422, "invalid_request"),
-        registry_errors.IntegrityError: (422, "invalid_request"),
-        registry_errors.UnsafeFileError: (422, "invalid_request"),
-        registry_errors.RegistryError: (500, "internal_error"),
-    })
-except ImportError:  # pragma: no cover - registry not installed in this build
-    pass
-
 INTERNAL = (500, "internal_error")
+
+# The request field an error is about, when the exception does not carry ``param`` itself.
+ERROR_PARAMS: dict[type[BaseException], str] = {
+    UnsupportedPairError: "sampler",
+    engine_errors.DeadlineExceeded: "timeout_s",
+    registry_errors.ModelNotFoundError: "model",
+    registry_errors.ModelNotReadyError: "model",
+}
 
 
 def lookup(exc: BaseException) -> tuple[int, str]:
@@ -120,7 +119,7 @@ def error_response(exc: BaseException, request_id: str | None = None) -> JSONRes
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is None and status in (429, 503):
-        retry_after = 1
+        retry_after = DEFAULT_RETRY_AFTER_S
     if retry_after is not None:
         headers["Retry-After"] = str(int(retry_after))
     if (status, type_) == INTERNAL and not isinstance(exc, engine_errors.ModelFailed):
@@ -129,7 +128,7 @@ def error_response(exc: BaseException, request_id: str | None = None) -> JSONRes
         message = exc.message
     else:
         message = str(exc)
-    param = getattr(exc, "param", None)
+    param = getattr(exc, "param", None) or next((ERROR_PARAMS[c] for c in type(exc).__mro__ if c in ERROR_PARAMS), None)
     return JSONResponse(error_body(type_, message, param), status_code=status, headers=headers)
 
 

@@ -10,83 +10,27 @@ from torch import Tensor
 from service.api.encoding import finite_or_none, to_lists, to_npz, to_png
 from service.api.sampling import Prepared
 from service.engine.ticket import ChainResult, Traces
-
-TRACE_NAMES = ("logit", "energy", "z_norm")
-PER_CHAIN_FLAGS = ("restarted",)  # extras reported per chain only, not averaged
-
-
-def _mean(v: Tensor) -> float | None:
-    v = v.float()
-    v = v[torch.isfinite(v)]
-    return float(v.mean()) if v.numel() else None
+from service.samplers.diagnostics import summarize
+from service.samplers.driver import Traces as DriverTraces
 
 
 def diagnostics(prep: Prepared, r: ChainResult) -> dict[str, Any] | None:
+    """The requested level of diagnostics (``service.samplers.diagnostics.summarize``) plus ``calibrated``."""
     level = prep.diagnostics
     if level == "none":
         return None
-    st = r.stats
-    rates = st.acceptance_sum.float() / st.proposals.clamp(min=1).float()
-    stepped = st.proposals > 0
-    out: dict[str, Any] = {
-        "acceptance_rate": float(rates[stepped].mean()) if bool(stepped.any()) else 1.0,
-        "accepted": int(st.accepted.sum()),
-        "proposals": int(st.proposals.sum()),
-        "nonfinite": int(st.nonfinite.sum()),
-        "calibrated": bool(prep.model.calibrated),
-        "exact": prep.exact,
-        "logit_initial_mean": _mean(st.logit_initial),
-        "logit_final_mean": _mean(st.logit_final),
-        "sampler": {k: _mean(v) for k, v in r.extras.items() if k not in PER_CHAIN_FLAGS},
-    }
-    if level in ("chains", "traces"):
-        out["chains"] = _chains(r, rates)
-    if level == "traces" and r.traces is not None:
-        out.update(_traces(r.traces))
+    traces, curve = (None, None) if r.traces is None else _driver_traces(r.traces)
+    out = summarize(r.stats, r.extras, exact=prep.exact, chains=level in ("chains", "traces"),
+                    traces=traces if level == "traces" else None, curve=curve if level == "traces" else None)
+    out["calibrated"] = bool(prep.model.calibrated)
     return finite_or_none(out)
 
 
-def _chains(r: ChainResult, rates: Tensor) -> list[dict[str, Any]]:
-    st = r.stats
-    cols = {
-        "accepted": st.accepted.tolist(),
-        "proposals": st.proposals.tolist(),
-        "acceptance_rate": rates.tolist(),
-        "logit_initial": st.logit_initial.float().tolist(),
-        "logit_final": st.logit_final.float().tolist(),
-        "nonfinite": st.nonfinite.tolist(),
-    }
-    extras = {k: v.tolist() for k, v in r.extras.items()}
-    chains = []
-    for i in range(st.accepted.shape[0]):
-        row: dict[str, Any] = {"chain": i, **{k: v[i] for k, v in cols.items()}}
-        row["distinct_states"] = row["accepted"] + 1
-        row.update({k: v[i] for k, v in extras.items()})
-        row["restarted"] = bool(row.get("restarted", False))
-        chains.append(row)
-    return chains
-
-
-def _traces(tr: Traces) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "acceptance_curve": tr.curve.tolist(),
-        "traces": {"every": tr.every, **{k: getattr(tr, k).tolist() for k in TRACE_NAMES}},
-    }
-    ess: dict[str, float | None] = {}
-    rhat: dict[str, float | None] = {}
-    try:
-        from service.samplers import diagnostics as dg
-    except ImportError:  # pragma: no cover - diagnostics module not installed in this build
-        return out
-    for k in ("logit", "energy"):
-        arr = getattr(tr, k)
-        arr = arr[:, torch.isfinite(arr).all(0)]
-        if arr.shape[1] < 4:
-            continue
-        ess[k] = float(dg.ess(arr))
-        rhat[k] = float(dg.split_rhat(arr))
-    out["ess"], out["rhat"] = ess, rhat
-    return out
+def _driver_traces(tr: Traces) -> tuple[DriverTraces, Tensor]:
+    """The engine's (chains, points) traces in the driver's (points, chains) layout."""
+    points = tr.logit.shape[1]
+    t = torch.arange(points, dtype=torch.int64) * tr.every
+    return DriverTraces(tr.every, t, tr.logit.T, tr.energy.T, tr.z_norm.T), tr.curve
 
 
 def _meta(prep: Prepared, r: ChainResult, total_s: float) -> dict[str, Any]:

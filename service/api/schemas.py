@@ -93,8 +93,7 @@ class ChainDiagnostics(BaseModel):
 
     chain: int
     accepted: int
-    proposals: int
-    acceptance_rate: float
+    acceptance_rate: float | None
     logit_initial: float | None
     logit_final: float | None
     restarted: bool = False
@@ -110,17 +109,18 @@ class TracesOut(BaseModel):
 
 
 class Diagnostics(BaseModel):
-    acceptance_rate: float = Field(description="mean over chains of each chain's mean min(1, alpha)")
+    acceptance_rate: float | None = Field(description="mean over chains of each chain's mean min(1, alpha)")
     accepted: int
     proposals: int
     nonfinite: int
     calibrated: bool
-    exact: bool
+    exact: bool | None = None
     logit_initial_mean: float | None
     logit_final_mean: float | None
     sampler: dict[str, Any] = Field(default_factory=dict, description="sampler-specific (sir ess, drs logit_max)")
     chains: list[ChainDiagnostics] | None = None
     acceptance_curve: list[float | None] | None = None
+    acceptance_curve_every: int | None = Field(default=None, description="thinning of acceptance_curve, in steps")
     traces: TracesOut | None = None
     ess: dict[str, float | None] | None = None
     rhat: dict[str, float | None] | None = None

@@ -56,11 +56,9 @@ def _strip_module_sigmoid(module: nn.Module) -> Callable[[], None] | None:
     return undo
 
 
-def _strip_graph_sigmoid(gm: nn.Module) -> Callable[[], None] | None:
+def _strip_graph_sigmoid(gm: torch.fx.GraphModule) -> Callable[[], None] | None:
     """Remove a trailing aten.sigmoid from a torch.fx graph (torch.export ``.module()``); returns an undo."""
-    graph = getattr(gm, "graph", None)
-    if graph is None or not hasattr(gm, "recompile"):
-        return None
+    graph = gm.graph
     output = next((n for n in graph.nodes if n.op == "output"), None)
     if output is None:
         return None
@@ -71,6 +69,8 @@ def _strip_graph_sigmoid(gm: nn.Module) -> Callable[[], None] | None:
     if not (isinstance(node, torch.fx.Node) and "sigmoid" in str(node.target) and len(node.users) == 1):
         return None
     source = node.args[0]
+    if not isinstance(source, torch.fx.Node):
+        return None
     user = next(iter(node.users))
     user.replace_input_with(node, source)
     graph.erase_node(node)

@@ -7,9 +7,11 @@ checks) → raw logit head → calibration → holdout with its calibrated logit
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -99,6 +101,38 @@ def _needs_grad(sampler_name: str) -> bool | None:
     return (sampler_name in GRAD_SAMPLERS) if sampler_name in KNOWN_SAMPLERS else None
 
 
+def _check_sampler_defaults(m: Manifest, path: Path) -> None:
+    """``[samplers.<name>]`` keys must be ``steps``, a param of that sampler, or a numeric option, within bounds."""
+    try:
+        from service.samplers import SAMPLERS
+    except ImportError:
+        return
+    from service.samplers.base import SamplerError
+
+    for name, table in m.samplers.items():
+        entry = SAMPLERS.get(name)
+        if entry is None:
+            continue  # not in this build: checked when it is
+        specs = {spec.name: spec.check for spec in entry.cls.param_specs}
+        for f in dataclasses.fields(entry.options_cls):
+            constraint = f.metadata.get("option")
+            if constraint is not None and hasattr(constraint, "low"):  # numeric options only
+                specs[f.name] = partial(constraint.check, f.name)
+        for key, value in table.items():
+            if key == "steps":
+                continue
+            check = specs.get(key)
+            if check is None:
+                expected = ["steps", *sorted(specs)]
+                raise ManifestError(
+                    path, f"samplers.{name}.{key}", f"unknown parameter of {name}, expected one of {expected}"
+                )
+            try:
+                check(value)
+            except SamplerError as exc:
+                raise ManifestError(path, f"samplers.{name}.{key}", str(exc)) from None
+
+
 def batched_logits(fn: Callable[[Tensor], Tensor], x: Tensor, batch: int = LOGIT_BATCH) -> Tensor:
     """fn over ``x`` (N, ...) in chunks without gradients, concatenated (N,)."""
     with torch.no_grad():
@@ -184,6 +218,7 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
     path = version_dir / MANIFEST_NAME
     expect_version = int(version_dir.name) if version_dir.name.isdigit() else None
     m = read_manifest(path, expect_name=version_dir.parent.name, expect_version=expect_version)
+    _check_sampler_defaults(m, path)
     nets: dict[str, Network] = {}
     for role in ("generator", "discriminator"):
         spec = m.generator if role == "generator" else m.discriminator

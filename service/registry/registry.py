@@ -56,6 +56,7 @@ class Registry:
         self._lock = threading.RLock()
         self._entries: dict[tuple[str, int], ModelEntry] = {}
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
+        self._key_locks: dict[tuple[str, int], threading.Lock] = {}
 
     # ------------------------------------------------------------------ discovery
     def scan(self) -> list[ModelEntry]:
@@ -103,26 +104,33 @@ class Registry:
 
     # ------------------------------------------------------------------ lifecycle
     def load(self, name: str, version: int) -> LoadedModel:
-        """Load (or return the already loaded) version. On failure the entry records the error, which is raised."""
+        """Load (or return the already loaded) version. On failure the entry records the error, which is raised.
+
+        Concurrent loads of one version load it once (a per-version lock); other versions load in parallel.
+        """
         entry = self._entry(name, version)
         with self._lock:
-            if (name, version) in self._loaded:
-                return self._loaded[(name, version)]
-            entry = self._set(entry, state="loading", error=None)
-        try:
-            model = load_version(entry.path, self.device)
-        except RegistryError as exc:
+            key_lock = self._key_locks.setdefault((name, version), threading.Lock())
+        with key_lock:
             with self._lock:
-                self._set(entry, state="failed", error=str(exc))
-            raise
-        except Exception as exc:  # a user's network can fail in any way; record it, never crash the registry
+                if (name, version) in self._loaded:
+                    return self._loaded[(name, version)]
+                entry = self._set(self._entries.get((name, version), entry), state="loading", error=None)
+            try:
+                model = load_version(entry.path, self.device)
+            except RegistryError as exc:
+                with self._lock:
+                    self._set(entry, state="failed", error=str(exc))
+                raise
+            except Exception as exc:  # a user's network can fail in any way; record it, never crash the registry
+                message = f"{entry.path / MANIFEST_NAME}: {type(exc).__name__}: {exc}"
+                with self._lock:
+                    self._set(entry, state="failed", error=message)
+                raise RegistryError(message) from exc
             with self._lock:
-                self._set(entry, state="failed", error=f"{entry.path / MANIFEST_NAME}: {type(exc).__name__}: {exc}")
-            raise RegistryError(f"{entry.path / MANIFEST_NAME}: {type(exc).__name__}: {exc}") from exc
-        with self._lock:
-            self._loaded[(name, version)] = model
-            self._set(entry, state="ready", error=None, memory_bytes=model.memory_bytes)
-        return model
+                self._loaded[(name, version)] = model
+                self._set(entry, state="ready", error=None, memory_bytes=model.memory_bytes)
+            return model
 
     def load_all(self, names: Iterable[str] | None = None) -> list[ModelEntry]:
         """Scan, then load every version (of ``names`` when given); failures are recorded, never raised."""
