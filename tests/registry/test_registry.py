@@ -151,3 +151,24 @@ def test_loaded_model_is_on_the_registry_device_and_samples(root: Path) -> None:
     assert model.device == "cpu"
     z = torch.randn(3, *model.pair.latent_shape)
     assert model.pair.logit(model.pair.generator(z)).shape == (3,)
+
+
+def test_concurrent_loads_of_one_version_load_it_once(root: Path) -> None:
+    import threading
+
+    make_version(root, name="m", version=1)
+    reg = Registry(root)
+    reg.scan()
+    start = threading.Barrier(4)
+    results: list[object] = []
+
+    def worker() -> None:
+        start.wait()
+        results.append(reg.load("m", 1))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(r is results[0] for r in results)
