@@ -152,6 +152,8 @@ def validation_error(exc: RequestValidationError) -> ApiError:
         return InvalidRequest(f"unknown field {param!r}", param)
     if kind == "missing":
         return InvalidRequest(f"{param} is required", param)
+    if kind == "value_error":
+        return InvalidRequest(str(e.get("ctx", {}).get("error", e.get("msg"))), param)
     value = e.get("input")
     return InvalidRequest(f"{param}: {e.get('msg')}, got {value!r}", param)
 

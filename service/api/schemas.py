@@ -7,7 +7,6 @@ checked in ``service.api.sampling`` against :class:`service.config.Settings`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -57,11 +56,10 @@ class SampleRequest(_Strict):
     @field_validator("options")
     @classmethod
     def _scalar_options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Scalars only; each option's own constraint (finite numbers included) is checked by its sampler."""
         for k, x in v.items():
             if not isinstance(x, OptionValue):
                 raise ValueError(f"options.{k} must be a string, number, boolean or null, got {x!r}")
-            if isinstance(x, float) and not math.isfinite(x):
-                raise ValueError(f"options.{k} must be finite, got {x!r}")
         return v
 
 

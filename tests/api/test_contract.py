@@ -1,0 +1,133 @@
+"""The error contract of docs/api.md: status, type, param and message for each way a request can be wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from service.api.deps import Services
+from service.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CHAIN_STEPS, DEFAULT_MAX_N, DEFAULT_MAX_STEPS
+
+OK = {"model": "gauss", "n": 2}
+
+
+def raw_json(text: str) -> dict[str, Any]:
+    return {"content": text.encode(), "headers": {"content-type": "application/json"}}
+
+
+# (sampler, request kwargs for httpx, status, type, param, message or None (then only a fragment check))
+CASES: list[tuple[str, str, dict[str, Any], int, str, str | None, str | None]] = [
+    ("unknown model", "mh", {"json": {"model": "nope", "n": 1}}, 404, "not_found", "model",
+     "'nope': no such model in the registry"),
+    ("unknown version", "mh", {"json": {"model": "gauss@9", "n": 1}}, 404, "not_found", "model", None),
+    ("unknown sampler", "hmc", {"json": OK}, 404, "not_found", "sampler",
+     "unknown sampler 'hmc'; one of ['ddls', 'drs', 'mh', 'raw', 'rep', 'sir']"),
+    ("n zero", "mh", {"json": {"model": "gauss", "n": 0}}, 422, "invalid_request", "n",
+     "n: Input should be greater than or equal to 1, got 0"),
+    ("n negative", "mh", {"json": {"model": "gauss", "n": -3}}, 422, "invalid_request", "n", None),
+    ("n over limit", "mh", {"json": {"model": "gauss", "n": DEFAULT_MAX_N + 1}}, 422, "invalid_request", "n",
+     f"n must be <= {DEFAULT_MAX_N}, got {DEFAULT_MAX_N + 1}"),
+    ("n wrong type", "mh", {"json": {"model": "gauss", "n": "4"}}, 422, "invalid_request", "n",
+     "n: Input should be a valid integer, got '4'"),
+    ("n float", "mh", {"json": {"model": "gauss", "n": 2.0}}, 422, "invalid_request", "n", None),
+    ("seed negative", "mh", {"json": {**OK, "seed": -1}}, 422, "invalid_request", "seed", None),
+    ("seed too big", "mh", {"json": {**OK, "seed": 2**63}}, 422, "invalid_request", "seed", None),
+    ("NaN param token", "rep", raw_json('{"model": "gauss", "n": 1, "params": {"step_size": NaN}}'), 422,
+     "invalid_request", "params.step_size", "params.step_size: Input should be a finite number, got nan"),
+    ("Infinity timeout token", "mh", raw_json('{"model": "gauss", "n": 1, "timeout_s": Infinity}'), 422,
+     "invalid_request", "timeout_s", None),
+    ("-Infinity option token", "drs", raw_json('{"model": "gauss", "n": 1, "options": {"logit_max": -Infinity}}'),
+     422, "invalid_request", "options.logit_max",
+     "logit_max must be a finite number in [-1000000.0, 1000000.0] or null, got -inf"),
+    ("nested option", "mh", {"json": {**OK, "options": {"init": ["real"]}}}, 422, "invalid_request", "options",
+     "options.init must be a string, number, boolean or null, got ['real']"),
+    ("param out of range", "rep", {"json": {**OK, "params": {"step_size": 5.0}}}, 422, "invalid_request",
+     "params.step_size", "step_size must be in [1e-06, 1.0], got 5.0"),
+    ("unknown param", "rep", {"json": {**OK, "params": {"bogus": 1.0}}}, 422, "invalid_request", "params.bogus",
+     "unknown param 'bogus' for sampler 'rep'; known: ['noise_scale', 'step_size']"),
+    ("unknown option", "mh", {"json": {**OK, "options": {"bogus": 1}}}, 422, "invalid_request", "options.bogus",
+     None),
+    ("bad option value", "mh", {"json": {**OK, "options": {"init": "magic"}}}, 422, "invalid_request",
+     "options.init", None),
+    ("steps over limit", "mh", {"json": {**OK, "steps": DEFAULT_MAX_STEPS + 1}}, 422, "invalid_request", "steps",
+     f"steps must be <= {DEFAULT_MAX_STEPS}, got {DEFAULT_MAX_STEPS + 1}"),
+    ("steps zero", "mh", {"json": {**OK, "steps": 0}}, 422, "invalid_request", "steps", None),
+    ("n x steps over limit", "mh", {"json": {"model": "gauss", "n": DEFAULT_MAX_N, "steps": DEFAULT_MAX_STEPS}},
+     413, "too_large", "steps",
+     f"n × steps must be <= {DEFAULT_MAX_CHAIN_STEPS} (max_chain_steps), got {DEFAULT_MAX_N} × "
+     f"{DEFAULT_MAX_STEPS} = {DEFAULT_MAX_N * DEFAULT_MAX_STEPS}"),
+    ("oversized body", "mh", raw_json('{"model": "gauss", "n": 1, "options": {"x": "' + "a" * DEFAULT_MAX_BODY_BYTES
+                                      + '"}}'), 413, "too_large", None, None),
+    ("wrong content type", "mh", {"content": b"model=gauss&n=1",
+                                  "headers": {"content-type": "application/x-www-form-urlencoded"}},
+     415, "unsupported_media_type", None,
+     "request body must be application/json, got content-type 'application/x-www-form-urlencoded'"),
+    ("malformed JSON", "mh", raw_json('{"model": "gauss", "n": '), 400, "bad_request", None, None),
+    ("unknown field", "mh", {"json": {**OK, "temperature": 2}}, 422, "invalid_request", "temperature",
+     "unknown field 'temperature'"),
+    ("missing model", "mh", {"json": {"n": 2}}, 422, "invalid_request", "model", "model is required"),
+    ("bad model ref", "mh", {"json": {"model": "../etc/passwd", "n": 1}}, 422, "invalid_request", "model", None),
+    ("bad output", "mh", {"json": {**OK, "output": "jpeg"}}, 422, "invalid_request", "output", None),
+    ("png of a vector model", "raw", {"json": {**OK, "output": "png"}}, 422, "invalid_request", "output",
+     "output 'png' needs an image model, this model's output kind is 'vector'"),
+    ("bad diagnostics", "mh", {"json": {**OK, "diagnostics": "all"}}, 422, "invalid_request", "diagnostics", None),
+    ("timeout over limit", "mh", {"json": {**OK, "timeout_s": 10_000}}, 422, "invalid_request", "timeout_s", None),
+    ("gradient sampler on ONNX", "rep", {"json": {"model": "onnx", "n": 1}}, 422, "invalid_request", "sampler",
+     None),
+]
+
+
+@pytest.mark.parametrize(("case", "sampler", "kwargs", "status", "type_", "param", "message"), CASES,
+                         ids=[c[0] for c in CASES])
+async def test_error_contract(api: tuple[httpx.AsyncClient, Services], case: str, sampler: str,
+                              kwargs: dict[str, Any], status: int, type_: str, param: str | None,
+                              message: str | None) -> None:
+    client, _ = api
+    r = await client.post(f"/v1/samples/{sampler}", **kwargs)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "param"}
+    assert body["error"]["type"] == type_
+    assert body["error"]["param"] == param
+    if message is not None:
+        assert body["error"]["message"] == message
+    assert r.headers["request-id"]
+
+
+async def test_onnx_gradient_sampler_names_the_reason(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    r = await client.post("/v1/samples/ddls", json={"model": "onnx", "n": 1})
+    assert r.status_code == 422
+    msg = r.json()["error"]["message"]
+    assert "ddls" in msg and "gradients" in msg and "torch_export" in msg
+    ok = await client.post("/v1/samples/mh", json={"model": "onnx", "n": 2, "steps": 5})
+    assert ok.status_code == 200, ok.text
+
+
+async def test_unloaded_model_is_503_with_retry_after(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, services = api
+    services.hub.unload("image", 1)
+    try:
+        r = await client.post("/v1/samples/raw", json={"model": "image", "n": 1})
+        assert r.status_code == 503
+        assert r.json()["error"]["type"] == "model_unavailable" and r.json()["error"]["param"] == "model"
+        assert int(r.headers["retry-after"]) >= 1
+    finally:
+        services.hub.load("image", 1)
+
+
+async def test_unknown_route_and_job_are_404_with_the_error_body(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    for path in ("/v1/nothing", "/v1/jobs/job_0123456789abcdef", "/v1/jobs/..%2f..%2fetc"):
+        r = await client.get(path)
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found", path
+
+
+async def test_request_id_is_echoed(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    r = await client.post("/v1/samples/nope", json=OK, headers={"x-request-id": "abc-123"})
+    assert r.headers["request-id"] == "abc-123"
+    r = await client.get("/livez", headers={"request-id": "xyz"})
+    assert r.headers["request-id"] == "xyz" and r.json() == {"status": "ok"}
