@@ -162,6 +162,8 @@ def test_job_lifecycle(client: Client) -> None:
     batch = job.result()
     direct = client.samples.create("gauss", sampler="mh", n=6, seed=4, steps=30)
     np.testing.assert_array_equal(batch.arrays, direct.arrays)  # a job is the same request, run later
+    npz = client.jobs.result_npz(job.id)
+    np.testing.assert_allclose(npz.samples, batch.arrays, rtol=1e-6)
     events = list(client.jobs.events(job.id))
     assert events and events[-1].state == "succeeded"
     assert client.jobs.cancel(job.id).state == "succeeded"  # deleting a finished job returns it

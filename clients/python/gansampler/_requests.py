@@ -117,9 +117,10 @@ def get_job(job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> Requ
     return RequestSpec("GET", f"/v1/jobs/{_segment(job_id)}", timeout=timeout)
 
 
-def job_result(job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> RequestSpec:
-    """``GET /v1/jobs/{id}/result`` (409 until the job succeeded)."""
-    return RequestSpec("GET", f"/v1/jobs/{_segment(job_id)}/result", timeout=timeout)
+def job_result(job_id: str, *, npz: bool = False, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> RequestSpec:
+    """``GET /v1/jobs/{id}/result`` (409 until the job succeeded), as JSON or ``.npz``."""
+    headers = {"accept": NPZ_MEDIA_TYPE} if npz else {}
+    return RequestSpec("GET", f"/v1/jobs/{_segment(job_id)}/result", headers=headers, timeout=timeout)
 
 
 def cancel_job(job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> RequestSpec:

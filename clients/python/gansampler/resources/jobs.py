@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _requests
 from .._base_client import TimeoutArg, parse_model
 from .._constants import DEFAULT_POLL_INTERVAL_S
+from .._decode import NpzBatch, parse_npz
 from .._exceptions import JobFailedError, JobWaitTimeoutError
 from .._models import JobStatus, SampleBatch
 from .._progress import ProgressBar
@@ -255,6 +256,10 @@ class Jobs(SyncResource):
         """The job's SampleBatch; ConflictError (409) while it has not succeeded."""
         return parse_model(SampleBatch, self._client.request(_requests.job_result(job_id, timeout=timeout)))
 
+    def result_npz(self, job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> NpzBatch:
+        """The job's result as ``.npz`` (needs numpy); ConflictError (409) while it has not succeeded."""
+        return parse_npz(self._client.request(_requests.job_result(job_id, npz=True, timeout=timeout)).content)
+
     def events(self, job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> Iterator[JobStatus]:
         """Iterate the job's ``text/event-stream``: one JobStatus per progress event, ending at a terminal state
         (or when the server closes the stream)."""
@@ -314,6 +319,11 @@ class AsyncJobs(AsyncResource):
 
     async def result(self, job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> SampleBatch:
         return parse_model(SampleBatch, await self._client.request(_requests.job_result(job_id, timeout=timeout)))
+
+    async def result_npz(self, job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> NpzBatch:
+        """Async twin of :meth:`Jobs.result_npz`."""
+        response = await self._client.request(_requests.job_result(job_id, npz=True, timeout=timeout))
+        return parse_npz(response.content)
 
     async def events(self, job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> AsyncIterator[JobStatus]:
         """Async twin of :meth:`Jobs.events`."""
