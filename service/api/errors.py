@@ -179,7 +179,7 @@ def install(app: FastAPI) -> None:
 
     async def _table(request: Request, exc: Exception) -> JSONResponse:
         status, _ = lookup(exc)
-        if status >= 500:
+        if status == 500:
             log.error("request %s failed: %s", _rid(request), exc, exc_info=exc)
         return error_response(exc, _rid(request))
 

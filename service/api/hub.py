@@ -17,7 +17,15 @@ from typing import Any
 import torch
 
 from service.engine.stats import StatsSink
-from service.registry import LoadedModel, ModelEntry, ModelNotFoundError, Registry, RegistryError, parse_ref
+from service.registry import (
+    LoadedModel,
+    ModelEntry,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    Registry,
+    RegistryError,
+    parse_ref,
+)
 from service.samplers import SAMPLERS, SamplerEntry
 from service.samplers.base import SamplingAlgorithm
 from service.samplers.energy import evaluate
@@ -65,9 +73,11 @@ class ModelHub:
         """Load a version on every device and warm it up; on failure unload it everywhere and raise."""
         mid = f"{name}@{version}"
         loaded = []
+        done: list[Registry] = []
         try:
             for reg in self.registries.values():
                 model = reg.load(name, version)
+                done.append(reg)
                 t0 = time.perf_counter()
                 try:
                     self._warm_up(model)
@@ -78,7 +88,7 @@ class ModelHub:
                 loaded.append(model)
         except RegistryError as exc:
             self.failures[mid] = str(exc)
-            for reg in self.registries.values():
+            for reg in done:  # a registry whose load failed keeps its own failed entry
                 reg.unload(name, version)
             raise
         self.failures.pop(mid, None)
@@ -104,7 +114,13 @@ class ModelHub:
 
     def get(self, ref: str) -> list[LoadedModel]:
         """The loaded copies of ``ref`` (one per device; the same version everywhere)."""
-        first = self.primary.get(ref)  # raises ModelNotFoundError / ModelNotReadyError
+        try:
+            first = self.primary.get(ref)
+        except ModelNotReadyError as exc:  # say why it failed when it did (load or warm-up)
+            e = self.entry(ref)
+            if e.id in self.failures:
+                raise ModelNotReadyError(ref, "failed", self.failures[e.id]) from exc
+            raise
         out = [first]
         for d, reg in self.registries.items():
             if d != self.devices[0]:
