@@ -52,7 +52,11 @@ def evaluate(pair: GanPair, z: Tensor, with_grad: bool) -> Evaluation:
         zg = z.detach().requires_grad_(True)
         x = pair.generator(zg)
         logit = pair.logit(x).reshape(-1)
-        (grad,) = torch.autograd.grad(logit.sum(), zg)
+        if logit.requires_grad:
+            (g,) = torch.autograd.grad(logit.sum(), zg, allow_unused=True)
+        else:
+            g = None
+        grad = torch.zeros_like(zg) if g is None else g  # a logit that ignores z has zero gradient
     finite = torch.isfinite(logit) & torch.isfinite(grad.flatten(1)).all(1) & _rows_finite(x)
     grad = torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
     return Evaluation(x.detach(), logit.detach(), grad, finite)
