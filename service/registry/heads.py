@@ -1,9 +1,9 @@
 """The discriminator's output as a raw logit d(x), (B,), whatever the network returns.
 
 - ``logit`` / ``critic``: the output itself, one value per sample.
-- ``probability``: a final ``nn.Sigmoid`` (the last leaf module of an nn.Module, or a trailing ``aten.sigmoid`` in a
-  torch.export graph, possibly followed by view/squeeze ops) is removed, and the removal is checked numerically on a
-  probe batch. When there is none, the probability is turned into ``log p − log(1 − p)`` with p clamped to
+- ``probability``: a final sigmoid (the last leaf module of an nn.Module when it is an ``nn.Sigmoid``, a trailing
+  ``aten.sigmoid`` in a torch.export graph, the last ``Sigmoid`` node of an ONNX graph; view/squeeze ops may follow)
+  is removed, and the removal is checked numerically on a probe batch: sigmoid(new output) must equal the old one. When there is none, the probability is turned into ``log p − log(1 − p)`` with p clamped to
   [PROB_CLAMP, 1 − PROB_CLAMP]: such logits saturate at ±13.8 and a note says so.
 """
 
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from service.registry.errors import ManifestError
-from service.registry.loaders import Network
+from service.registry.loaders import Network, OnnxFunction
 
 PROB_CLAMP = 1e-6
 STRIP_RTOL = 1e-4
@@ -91,6 +91,7 @@ def logit_head(net: Network, kind: str, probe_x: Tensor, manifest_path: Path) ->
     ``probe_x`` (B >= 2, *output_shape) is used to check one value per sample and that a stripped sigmoid
     reproduces D's probabilities.
     """
+    probe_x = torch.cat([probe_x, 0.5 * probe_x])  # more points for the stripped-sigmoid check
     with torch.no_grad():
         try:
             out = net.fn(probe_x)
@@ -111,17 +112,21 @@ def logit_head(net: Network, kind: str, probe_x: Tensor, manifest_path: Path) ->
             manifest_path, "discriminator.output", f"'probability' but D returned values outside [0, 1]: {p.tolist()}"
         )
     module = net.module
-    undo = None
+    candidate: Callable[[Tensor], Tensor] | None = None
+    undo: Callable[[], None] | None = None
     if module is not None:
         undo = _strip_graph_sigmoid(module) if isinstance(module, torch.fx.GraphModule) else None
         undo = undo or _strip_module_sigmoid(module)
-    if undo is not None:
-        assert module is not None
+        candidate = module if undo is not None else None
+    elif isinstance(net.fn, OnnxFunction):
+        candidate = net.fn.without_final_sigmoid()
+    if candidate is not None:
         with torch.no_grad():
-            stripped = module(probe_x).reshape(b).double()
+            stripped = candidate(probe_x).reshape(b).double()
         if torch.allclose(torch.sigmoid(stripped), p, rtol=STRIP_RTOL, atol=STRIP_ATOL):
-            return _per_sample(module), ["final sigmoid of the discriminator removed: exact logits"]
-        undo()
+            return _per_sample(candidate), ["final sigmoid of the discriminator removed: exact logits"]
+        if undo is not None:
+            undo()
     limit = math.log((1 - PROB_CLAMP) / PROB_CLAMP)
     note = f"no final nn.Sigmoid found: logits computed from clamped probabilities (saturate at ±{limit:.1f})"
     fn = net.fn

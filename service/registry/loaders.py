@@ -174,15 +174,35 @@ def load_network(spec: NetworkSpec, path: Path, device: str, manifest_path: Path
 class OnnxFunction:
     """An onnxruntime session as a forward-only function on torch tensors: (B, *in) -> (B, *out), float32."""
 
-    def __init__(self, session: Any, device: str) -> None:
+    def __init__(self, session: Any, device: str, model_bytes: bytes) -> None:
         self.session = session
         self.device = device
+        self.model_bytes = model_bytes
         self.input_name = session.get_inputs()[0].name
 
     def __call__(self, x: Tensor) -> Tensor:
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
         (out,) = self.session.run(None, {self.input_name: arr})[:1]
         return torch.from_numpy(out).to(self.device)
+
+    def without_final_sigmoid(self) -> OnnxFunction | None:
+        """The same graph with its last Sigmoid node (in topological order) turned into Identity, or None.
+
+        Whatever follows that node (reshape, a squeeze exported as an ``If``...) is kept; the caller checks on a
+        probe batch that sigmoid(new output) reproduces the old output, so a sigmoid that was not final is never
+        accepted.
+        """
+        import onnx
+        import onnxruntime as ort
+
+        model = onnx.load_from_string(self.model_bytes)
+        sigmoids = [node for node in model.graph.node if node.op_type == "Sigmoid"]
+        if not sigmoids:
+            return None
+        sigmoids[-1].op_type = "Identity"
+        data = model.SerializeToString()
+        session = ort.InferenceSession(data, providers=self.session.get_providers())
+        return OnnxFunction(session, self.device, data)
 
 
 def load_onnx(path: Path, device: str, manifest_path: Path, field: str) -> Network:
@@ -198,7 +218,8 @@ def load_onnx(path: Path, device: str, manifest_path: Path, field: str) -> Netwo
     if wanted is None:
         raise ManifestError(manifest_path, f"{field}.format", f"onnx models cannot run on device {device!r}")
     try:
-        session = ort.InferenceSession(str(path), providers=list(wanted))
+        data = path.read_bytes()
+        session = ort.InferenceSession(data, providers=list(wanted))
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ManifestError(
             manifest_path, f"{field}.file", f"cannot load {path.name!r} with onnxruntime: {exc}"
@@ -210,4 +231,4 @@ def load_onnx(path: Path, device: str, manifest_path: Path, field: str) -> Netwo
         raise ManifestError(
             manifest_path, f"{field}.file", f"onnx graph must take one input, has {len(session.get_inputs())}"
         )
-    return Network(OnnxFunction(session, device), None, False, path.stat().st_size, "onnxruntime")
+    return Network(OnnxFunction(session, device, data), None, False, len(data), "onnxruntime")

@@ -120,10 +120,14 @@ def test_probability_without_a_sigmoid_module_is_converted_with_a_note(root: Pat
     assert bool(torch.isfinite(out).all()) and float(out.abs().max()) <= limit + 1e-3
 
 
-def test_onnx_probability_is_converted(root: Path) -> None:
-    model = load_version(make_version(root, d_format="onnx", d_output="probability"))
-    assert any("clamped probabilities" in n for n in model.notes)
-    assert bool(torch.isfinite(model.pair.logit(torch.randn(3, NX))).all())
+def test_onnx_probability_has_its_sigmoid_node_stripped(root: Path) -> None:
+    ref = load_version(make_version(root, name="ref", d_format="safetensors", d_output="probability", seed=5))
+    model = load_version(make_version(root, name="onnx", d_format="onnx", d_output="probability", seed=5))
+    assert any("sigmoid" in n and "removed" in n for n in model.notes), model.notes
+    x = torch.randn(16, NX) * 1e3
+    with torch.no_grad():
+        assert torch.allclose(model.raw_logit(x), ref.raw_logit(x), rtol=1e-4, atol=1e-3)
+    assert float(model.raw_logit(x).abs().max()) > 14
 
 
 def test_critic_needs_a_calibration(root: Path) -> None:
@@ -154,3 +158,27 @@ def test_sampler_defaults_come_from_the_manifest(root: Path) -> None:
     assert model.sampler_defaults("rep") == {"steps": 64, "step_size": 0.02}
     assert model.sampler_defaults("drs") == {"logit_max": 3.5}
     assert model.sampler_defaults("mh") == {}
+
+
+def test_onnx_provider_actually_in_use_is_checked(root: Path) -> None:
+    """Asking for CUDA where onnxruntime can only run on CPU must fail loudly, not silently run on CPU."""
+    import onnxruntime as ort
+
+    from service.registry import ProviderError
+    from service.registry.loaders import load_onnx
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available():
+        pytest.skip("CUDA provider available: nothing to refuse")
+    vdir = make_version(root, g_format="onnx", d_format="onnx")
+    with pytest.raises(ProviderError, match="CUDAExecutionProvider"):
+        load_onnx(vdir / "generator.onnx", "cuda", vdir / "model.toml", "generator")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("fmt", ["safetensors", "torch_export"])
+def test_loads_on_cuda_with_gradients(root: Path, fmt: str) -> None:
+    model = load_version(make_version(root, g_format=fmt, d_format=fmt), device="cuda")
+    z = torch.randn(4, NZ, device="cuda", requires_grad=True)
+    (g,) = torch.autograd.grad(model.pair.logit(model.pair.generator(z)).sum(), z)
+    assert g.device.type == "cuda" and model.pair.real is not None and model.pair.real.device.type == "cuda"

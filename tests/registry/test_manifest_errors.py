@@ -101,7 +101,12 @@ CASES: list[tuple[str, Edit, str, str]] = [
     ("bad steps", setp("samplers.rep.steps", -1), "samplers.rep.steps", "non-negative integer"),
     ("unknown sampler", setp("samplers.foo", {"steps": 1}), "samplers.foo", "unknown sampler"),
     ("non-number default", setp("samplers.rep.step_size", "big"), "samplers.rep.step_size", "big"),
-    ("unknown sampler param", setp("samplers.rep.step_sise", 0.1), "samplers.rep.step_sise", "unknown parameter of rep"),
+    (
+        "unknown sampler param",
+        setp("samplers.rep.step_sise", 0.1),
+        "samplers.rep.step_sise",
+        "unknown parameter of rep",
+    ),
     ("sampler param out of range", setp("samplers.rep.step_size", 1e9), "samplers.rep.step_size", "step_size must be"),
     ("platt without b", setp("calibration", {"method": "platt", "a": 1.0}), "calibration", "platt needs both"),
     ("unknown calibration", setp("calibration", {"method": "beta"}), "calibration.method", "got 'beta'"),

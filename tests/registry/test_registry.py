@@ -172,3 +172,11 @@ def test_concurrent_loads_of_one_version_load_it_once(root: Path) -> None:
     for t in threads:
         t.join()
     assert len(results) == 4 and all(r is results[0] for r in results)
+
+
+def test_symlinked_model_directory_outside_the_root_is_ignored(root: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    make_version(elsewhere, name="outside", version=1)
+    (root / "outside").symlink_to(elsewhere / "outside")
+    make_version(root, name="inside", version=1)
+    assert [e.id for e in Registry(root).scan()] == ["inside@1"]
