@@ -69,6 +69,13 @@ async def aclient(toy_root: Path, tmp_path: Path) -> AsyncIterator[AsyncClient]:
 # --- sync -------------------------------------------------------------------------------------------------------
 
 
+def test_health(client: Client) -> None:
+    assert client.health.live()
+    readiness = client.health.ready()
+    assert readiness.ready and readiness.models["gauss@1"] == "ready"
+    assert client.health.wait_ready(timeout=5).ready
+
+
 def test_models(client: Client) -> None:
     models = {m.id: m for m in client.models.list()}
     assert {"gauss@1", "image@1"} <= set(models)

@@ -39,6 +39,7 @@ from ._exceptions import (
     ServiceUnavailableError,
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
+    WaitTimeoutError,
 )
 from ._models import (
     Calibration,
@@ -48,6 +49,7 @@ from ._models import (
     ModelInfo,
     OutputSpec,
     ParamInfo,
+    Readiness,
     SampleBatch,
     SamplerInfo,
     Timing,
@@ -94,6 +96,7 @@ __all__ = [
     "PayloadTooLargeError",
     "ProgressBar",
     "RateLimitError",
+    "Readiness",
     "RequestSpec",
     "SampleBatch",
     "SamplerInfo",
@@ -102,6 +105,7 @@ __all__ = [
     "Traces",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
+    "WaitTimeoutError",
     "__version__",
     "make_grid",
 ]

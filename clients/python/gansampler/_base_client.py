@@ -66,7 +66,8 @@ class RequestSpec:
     """One logical API call, before it becomes an :class:`httpx.Request` (re-built for every attempt).
 
     ``body``: JSON body, NOT_GIVEN for none. ``timeout``: NOT_GIVEN → the client's; None → no timeout.
-    ``idempotent``: None → decided by the method (``IDEMPOTENT_METHODS``).
+    ``idempotent``: None → decided by the method (``IDEMPOTENT_METHODS``). ``ok_statuses``: error statuses that
+    are answers, not errors (``/readyz`` says 503 with a body), returned without raising or retrying.
     """
 
     method: str
@@ -78,6 +79,7 @@ class RequestSpec:
     max_retries: NotGivenOr[int] = NOT_GIVEN
     idempotent: bool | None = None
     stream: bool = False
+    ok_statuses: frozenset[int] = frozenset()
 
     @property
     def is_idempotent(self) -> bool:

@@ -28,6 +28,7 @@ from ._base_client import (
     should_retry_status,
 )
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from .resources.health import AsyncHealth, Health
 from .resources.jobs import AsyncJobs, Jobs
 from .resources.models import AsyncModels, Models
 from .resources.samples import AsyncSamples, Samples
@@ -43,7 +44,7 @@ class Client(BaseClient):
             :meth:`close` only when the SDK created it.
         transport: an ``httpx.BaseTransport`` for the client the SDK creates (e.g. ``httpx.MockTransport``).
 
-    Resources: ``client.samples``, ``client.models``, ``client.jobs``.
+    Resources: ``client.samples``, ``client.models``, ``client.jobs``, ``client.health``.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class Client(BaseClient):
         self.samples = Samples(self)
         self.models = Models(self)
         self.jobs = Jobs(self)
+        self.health = Health(self)
 
     def request(self, spec: RequestSpec) -> httpx.Response:
         """Send ``spec`` with retries; returns a 2xx response (unread when ``spec.stream``) or raises APIError."""
@@ -82,7 +84,7 @@ class Client(BaseClient):
                     retry += 1
                     continue
                 raise make_transport_error(exc, request) from exc
-            if response.is_success:
+            if response.is_success or response.status_code in spec.ok_statuses:
                 return response
             if retry < max_retries and should_retry_status(response.status_code, spec.is_idempotent):
                 response.close()
@@ -133,6 +135,7 @@ class AsyncClient(BaseClient):
         self.samples = AsyncSamples(self)
         self.models = AsyncModels(self)
         self.jobs = AsyncJobs(self)
+        self.health = AsyncHealth(self)
 
     async def request(self, spec: RequestSpec) -> httpx.Response:
         """Send ``spec`` with retries; returns a 2xx response (unread when ``spec.stream``) or raises APIError."""
@@ -148,7 +151,7 @@ class AsyncClient(BaseClient):
                     retry += 1
                     continue
                 raise make_transport_error(exc, request) from exc
-            if response.is_success:
+            if response.is_success or response.status_code in spec.ok_statuses:
                 return response
             if retry < max_retries and should_retry_status(response.status_code, spec.is_idempotent):
                 await response.aclose()

@@ -31,6 +31,10 @@ RETRY_STATUSES_ANY = frozenset({429, 503})
 #: Statuses retried only for idempotent requests (GET, DELETE, and sampling, which has no side effects).
 RETRY_STATUSES_IDEMPOTENT = frozenset({502, 504})
 
+#: ``health.wait_ready``: how long to wait for the server by default, and how often to ask.
+DEFAULT_READY_TIMEOUT_S = 120.0
+READY_POLL_INTERVAL_S = 0.25
+
 #: ``Job.wait`` polling interval in seconds.
 DEFAULT_POLL_INTERVAL_S = 0.5
 

@@ -20,7 +20,8 @@
     │       ├── ServiceUnavailableError   503 model_unavailable    (retried, honouring Retry-After)
     │       └── GatewayTimeoutError       504 timeout
     ├── JobFailedError                    a job ended failed / cancelled / interrupted; carries the Job
-    ├── JobWaitTimeoutError               Job.wait(timeout=...) elapsed first (also a TimeoutError)
+    ├── WaitTimeoutError                  a wait gave up (also a TimeoutError): health.wait_ready
+    │   └── JobWaitTimeoutError           Job.wait(timeout=...) elapsed first; the job keeps running
     └── MissingDependencyError            an optional extra (numpy, Pillow) is needed (also an ImportError)
 
 A status with no class of its own (e.g. 418) raises :class:`APIStatusError`; a 5xx with none raises
@@ -58,6 +59,7 @@ __all__ = [
     "ServiceUnavailableError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
+    "WaitTimeoutError",
     "status_error_class",
 ]
 
@@ -244,13 +246,20 @@ class JobFailedError(GansamplerError):
         self.job = job
 
 
-class JobWaitTimeoutError(GansamplerError, TimeoutError):
+class WaitTimeoutError(GansamplerError, TimeoutError):
+    """A client-side wait (``health.wait_ready``, ``Job.wait``) gave up after ``timeout`` seconds."""
+
+    def __init__(self, message: str, timeout: float) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class JobWaitTimeoutError(WaitTimeoutError):
     """``Job.wait(timeout=...)`` gave up before the job reached a terminal state; the job keeps running."""
 
     def __init__(self, job: JobStatus, timeout: float) -> None:
-        super().__init__(f"job {job.id} still {job.state} ({job.progress:.0%}) after waiting {timeout:g} s")
+        super().__init__(f"job {job.id} still {job.state} ({job.progress:.0%}) after waiting {timeout:g} s", timeout)
         self.job = job
-        self.timeout = timeout
 
 
 class MissingDependencyError(GansamplerError, ImportError):

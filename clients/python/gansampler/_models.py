@@ -28,6 +28,7 @@ __all__ = [
     "ModelInfo",
     "OutputSpec",
     "ParamInfo",
+    "Readiness",
     "SampleBatch",
     "SamplerInfo",
     "Timing",
@@ -204,6 +205,14 @@ class ModelInfo(_Model):
     discriminator_output: str | None = None
     calibration: Calibration | None = None
     samplers: dict[str, SamplerInfo] = Field(default_factory=dict)
+
+
+class Readiness(_Model):
+    """``GET /readyz``: ``ready`` once every model is ready or failed-and-reported and one is ready;
+    ``models``: id → ``"ready" | "failed: ..." | "loading"``."""
+
+    ready: bool
+    models: dict[str, str] = Field(default_factory=dict)
 
 
 # --- jobs -------------------------------------------------------------------------------------------------------

@@ -84,6 +84,16 @@ def create_samples(
     )
 
 
+def livez(*, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> RequestSpec:
+    """``GET /livez``."""
+    return RequestSpec("GET", "/livez", timeout=timeout)
+
+
+def readyz(*, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN, max_retries: NotGivenOr[int] = NOT_GIVEN) -> RequestSpec:
+    """``GET /readyz``: 200 or 503, both with a Readiness body (a 503 here is an answer, not an error)."""
+    return RequestSpec("GET", "/readyz", timeout=timeout, max_retries=max_retries, ok_statuses=frozenset({503}))
+
+
 def list_models(*, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> RequestSpec:
     """``GET /v1/models``."""
     return RequestSpec("GET", "/v1/models", timeout=timeout)
