@@ -100,7 +100,8 @@ class Calibration:
         dc = d.clamp(xk[0], xk[-1])
         idx = torch.searchsorted(xk, dc.detach().contiguous(), right=True).clamp(1, xk.numel() - 1)
         x0, x1, y0, y1 = xk[idx - 1], xk[idx], yk[idx - 1], yk[idx]
-        w = (dc - x0) / (x1 - x0)
+        gap = x1 - x0  # knots distinct in float64 may coincide in float32: no division by zero then
+        w = torch.where(gap > 0, (dc - x0) / torch.where(gap > 0, gap, torch.ones_like(gap)), torch.zeros_like(gap))
         out = y0 + w * (y1 - y0)
         return torch.where(torch.isnan(d), d, out)
 

@@ -121,7 +121,9 @@ def test_apply_never_infinite_and_keeps_nan() -> None:
         assert bool(torch.isnan(out[3])), cal
 
 
-@pytest.mark.parametrize("cal", [Calibration("platt", a=0.7, b=-0.2), Calibration("isotonic", x=(-1.0, 0.0, 2.0), y=(-3.0, 0.5, 0.5))])
+@pytest.mark.parametrize(
+    "cal", [Calibration("platt", a=0.7, b=-0.2), Calibration("isotonic", x=(-1.0, 0.0, 2.0), y=(-3.0, 0.5, 0.5))]
+)
 def test_apply_is_differentiable(cal: Calibration) -> None:
     d = torch.tensor([-0.5, 1.0], requires_grad=True)
     (g,) = torch.autograd.grad(cal.apply(d).sum(), d)
@@ -177,3 +179,10 @@ def test_fit_and_evaluate_scores_on_the_held_out_half() -> None:
     assert 0.7 < rep.auc < 0.9
     cal2, rep2 = fit_and_evaluate(real, fake, "platt")
     assert cal2 == cal and rep2 == rep  # deterministic
+
+
+def test_isotonic_knots_that_collide_in_float32_stay_finite() -> None:
+    cal = Calibration("isotonic", x=(1.0, 1.0 + 1e-12, 2.0), y=(-1.0, 1.0, 2.0))
+    out = cal.apply(torch.tensor([1.0, 1.5, 3.0], dtype=torch.float32))
+    assert bool(torch.isfinite(out).all())
+    assert out[1].item() == pytest.approx(1.5) and out[2].item() == pytest.approx(2.0)

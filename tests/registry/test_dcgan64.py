@@ -14,10 +14,9 @@ from service.zoo.dcgan64 import Discriminator, Generator
 
 def _weights_init(m: torch.nn.Module) -> None:
     """The script's initialisation (so BatchNorm weights are not all ones)."""
-    name = type(m).__name__
-    if "Conv" in name:
+    if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
         torch.nn.init.normal_(m.weight, 0.0, 0.02)
-    elif "BatchNorm" in name:
+    elif isinstance(m, torch.nn.BatchNorm2d):
         torch.nn.init.normal_(m.weight, 1.0, 0.02)
         torch.nn.init.zeros_(m.bias)
 

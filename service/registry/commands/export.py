@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from safetensors import SafetensorError
+
     from service.registry.errors import RegistryError
     from service.registry.export import export_network
     from service.registry.files import sha256_file
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             weights = load_state_dict_file(args.weights, args.weights, "--weights")
         net.load_state_dict(weights)
         export_network(net, args.input_shape, args.out)
-    except (RegistryError, OSError, RuntimeError, TypeError) as exc:
+    except (RegistryError, SafetensorError, OSError, RuntimeError, TypeError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}")
