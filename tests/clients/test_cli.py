@@ -129,7 +129,7 @@ def test_models_table_and_detail(server: FakeServer, capsys: pytest.CaptureFixtu
     assert table[1].split() == ["toy@1", "ready", "image", "1x4x4", "rep"]
     assert run(server, "models", "toy") == EXIT_OK
     detail = capsys.readouterr().out
-    assert "--param step_size=<1e-06..1.0> (default 0.01)" in detail and "sampler drs: unsupported" in detail
+    assert "--param step_size=<1e-06..1> (default 0.01)" in detail and "sampler drs: unsupported" in detail
     assert run(server, "models", "toy", "--json") == EXIT_OK
     assert json.loads(capsys.readouterr().out)["id"] == "toy@1"
 

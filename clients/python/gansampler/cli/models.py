@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import Any
 
 from .._models import ModelInfo
 from ._common import EXIT_OK, format_table, make_client, print_json
@@ -20,29 +22,42 @@ def _shape(model: ModelInfo) -> str:
     return "x".join(str(d) for d in model.output.shape) if model.output else "?"
 
 
+def _choice(choice: Any) -> str:
+    """An option's allowed value as typed on the command line (JSON literals; numeric ranges as <low..high>)."""
+    if isinstance(choice, dict) and choice.get("type") == "number":
+        text = f"<{choice.get('low')}..{choice.get('high')}>"
+        return text + "|null" if choice.get("nullable") else text
+    return choice if isinstance(choice, str) else json.dumps(choice)
+
+
 def _describe(model: ModelInfo) -> str:
     lines = [f"{model.id}  ({model.state})" + (f": {model.error}" if model.error else "")]
     if model.description:
         lines.append(f"  {model.description}")
     if model.output:
-        lines.append(f"  output: {model.output.kind} {_shape(model)} range {model.output.range}")
+        span = f" in [{model.output.range[0]:g}, {model.output.range[1]:g}]" if model.output.range else ""
+        lines.append(f"  output: {model.output.kind} {_shape(model)}{span}")
     if model.latent_shape:
         lines.append(f"  latent: {'x'.join(map(str, model.latent_shape))}")
     if model.calibration:
         c = model.calibration
-        lines.append(f"  calibration: {c.method} (auc {c.auc}, ece {c.ece})")
+        scores = ", ".join(f"{k} {v:.3g}" for k, v in (("auc", c.auc), ("ece", c.ece)) if v is not None)
+        lines.append(f"  calibration: {c.method}" + (f" ({scores})" if scores else ""))
     for name, info in model.samplers.items():
         if not info.supported:
             lines.append(f"  sampler {name}: unsupported ({info.reason})")
             continue
-        exact = "exact" if info.exact else "approximate"
-        lines.append(f"  sampler {name}: {exact}, default steps {info.default_steps}")
+        head = f"  sampler {name}: {'exact' if info.exact else 'approximate'}"
+        lines.append(head + (f", default steps {info.default_steps}" if info.default_steps else ""))
         for p in info.params:
+            doc = f"  {p.doc}" if p.doc else ""
             lines.append(
-                f"    --param {p.name}=<{p.low}..{p.high}> (default {p.default})" + (f"  {p.doc}" if p.doc else "")
+                f"    --param {p.name}=<{p.low:g}..{p.high:g}> (default {p.default:g}){doc}"
+                if p.low is not None and p.high is not None and p.default is not None
+                else f"    --param {p.name}=NUMBER{doc}"
             )
         for option, choices in info.options.items():
-            lines.append(f"    --option {option}={'|'.join(map(str, choices))}")
+            lines.append(f"    --option {option}={'|'.join(_choice(c) for c in choices)}")
     return "\n".join(lines)
 
 
