@@ -131,6 +131,17 @@ MODEL_INFO: dict[str, Any] = {
             "options": {"proposal": ["l2mc", "prior"]},
         },
         "drs": {"supported": False, "reason": "not calibrated", "exact": False, "default_steps": 50},
+        "ddls": {
+            "supported": True,
+            "reason": None,
+            "exact": False,
+            "default_steps": 1000,
+            "params": [],
+            "options": {
+                "decay": [False, True],
+                "limit": [{"type": "number", "low": -1.0, "high": 1.0, "nullable": True}],
+            },
+        },
     },
 }
 

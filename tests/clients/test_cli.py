@@ -126,10 +126,12 @@ def test_models_table_and_detail(server: FakeServer, capsys: pytest.CaptureFixtu
     assert run(server, "models") == EXIT_OK
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["MODEL", "STATE", "KIND", "SHAPE", "SAMPLERS"]
-    assert table[1].split() == ["toy@1", "ready", "image", "1x4x4", "rep"]
+    assert table[1].split() == ["toy@1", "ready", "image", "1x4x4", "rep,ddls"]
     assert run(server, "models", "toy") == EXIT_OK
     detail = capsys.readouterr().out
     assert "--param step_size=<1e-06..1> (default 0.01)" in detail and "sampler drs: unsupported" in detail
+    assert "sampler ddls: approximate, default steps 1000" in detail
+    assert "--option decay=false|true" in detail and "--option limit=<-1.0..1.0>|null" in detail
     assert run(server, "models", "toy", "--json") == EXIT_OK
     assert json.loads(capsys.readouterr().out)["id"] == "toy@1"
 
