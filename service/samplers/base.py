@@ -28,7 +28,7 @@ Rules every sampler keeps:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -171,34 +171,39 @@ def fill_params(
 T = TypeVar("T", bound=tuple[Any, ...])
 
 
+def _rebuild(like: T, fields: Sequence[Tensor | None]) -> T:
+    """A NamedTuple of ``like``'s type holding ``fields``."""
+    return cast(T, cast(Any, type(like))(*fields))
+
+
 def tree_cat(trees: Sequence[T]) -> T:
     """Concatenate NamedTuples of (B_i, ...) tensors along rows. ``None`` fields stay ``None``."""
     first = trees[0]
-    out = []
+    out: list[Tensor | None] = []
     for i, f in enumerate(first):
         out.append(None if f is None else torch.cat([t[i] for t in trees], dim=0))
-    return type(first)(*out)
+    return _rebuild(first, out)
 
 
 def tree_select(tree: T, rows: Tensor) -> T:
     """Rows of every field: ``rows`` is a (B,) bool mask or an int64 index tensor."""
-    return type(tree)(*(None if f is None else f[rows] for f in tree))
+    return _rebuild(tree, [None if f is None else f[rows] for f in tree])
 
 
 def tree_where(mask: Tensor, new: T, old: T) -> T:
     """Per-row choice: ``new`` where ``mask`` (B,) is True, else ``old``."""
-    out = []
+    out: list[Tensor | None] = []
     for a, b in zip(new, old, strict=True):
         if a is None:
             out.append(None)
             continue
         m = mask.reshape(mask.shape + (1,) * (a.dim() - 1))
         out.append(torch.where(m, a, b))
-    return type(new)(*out)
+    return _rebuild(new, out)
 
 
 def tree_to(tree: T, device: torch.device | str) -> T:
-    return type(tree)(*(None if f is None else f.to(device) for f in tree))
+    return _rebuild(tree, [None if f is None else f.to(device) for f in tree])
 
 
 def rows_where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -6,7 +6,9 @@ No MH test, so the target pi(z) ∝ p0 exp(d~) is only reached up to an O(eps) b
 every result says so. The move is :mod:`service.samplers.langevin`'s with eta = √eps, drawn with the same noise as
 REP-GAN's L2MC proposal (adding MALA's test to DDLS gives REP-GAN's path).
 
-A step whose new logit or gradient is non-finite is rejected (the chain stays) and flagged.
+A step whose new logit, output or gradient is non-finite is rejected (the chain stays) and flagged; a chain whose
+current state is itself non-finite moves anyway (not counted as accepted), so it can diffuse out of a region where G
+or D fails.
 
 ``DdlsOptions.decay`` (off by default; annealing, not sampling) uses
 eps_t = eps · (1 + t / DDLS_DECAY_T0) ** (−DDLS_DECAY_POWER); the last step size is reported per chain
@@ -104,12 +106,13 @@ class DdlsSampler(SamplerBase):
         z_p = langevin_move(langevin_mean(state.z, state.grad, eps_t), torch.sqrt(eps_t), noise)
         prop = self._eval(z_p, eps_t)
         ok = prop.finite
+        mv = ok | ~state.finite  # from a non-finite state, move anyway (see the module docstring)
         new = DdlsState(
-            z=rows_where(ok, prop.z, state.z),
-            x=rows_where(ok, prop.x, state.x),
-            logit=torch.where(ok, prop.logit, state.logit),
-            grad=rows_where(ok, prop.grad, state.grad),
-            finite=ok | state.finite,
+            z=rows_where(mv, prop.z, state.z),
+            x=rows_where(mv, prop.x, state.x),
+            logit=torch.where(mv, prop.logit, state.logit),
+            grad=rows_where(mv, prop.grad, state.grad),
+            finite=torch.where(mv, ok, state.finite),
             step_size_last=eps_t,
         )
         return new, DdlsInfo(ok.to(eps_t.dtype), ok, ~ok, new.logit, eps_t)

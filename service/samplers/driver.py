@@ -34,7 +34,8 @@ class ChainStats(NamedTuple):
     accepted:       int64, accepted proposals.
     proposals:      int64, steps run (proposals made).
     acceptance_sum: float32, sum of the per-step min(1, alpha); divide by ``proposals`` for the acceptance rate.
-    nonfinite:      int64, proposals rejected for a non-finite logit / gradient / output.
+    nonfinite:      int64, proposals rejected for a non-finite logit / gradient / output, plus 1 when the initial
+                    state was non-finite (so a one-shot kernel's bad output is reported too).
     logit_initial:  float32, calibrated logit of the initial state.
     logit_final:    float32, calibrated logit of the current state (after the last step).
     """
@@ -84,9 +85,11 @@ class ChainRun(NamedTuple):
 
 def init_stats(algo: Any, state: Any) -> ChainStats:
     """Zeroed statistics for freshly initialised rows, with their initial logit."""
-    logit = algo.output(state).logit.detach().float()
+    out = algo.output(state)
+    logit = out.logit.detach().float()
     zi = torch.zeros_like(logit, dtype=torch.int64)
-    return ChainStats(zi, zi.clone(), torch.zeros_like(logit), zi.clone(), logit, logit.clone())
+    bad = (~(torch.isfinite(logit) & torch.isfinite(out.x.detach().flatten(1)).all(1))).to(torch.int64)
+    return ChainStats(zi, zi.clone(), torch.zeros_like(logit), bad, logit, logit.clone())
 
 
 def update_stats(stats: ChainStats, info: Any, active: Tensor) -> ChainStats:

@@ -14,6 +14,9 @@ Proposals (``RepOptions.proposal``):
 - ``prior``: q = p0, independent of z_k; the prior and proposal terms cancel and the kernel is MH-GAN exactly
   (same draws, same decisions), with no gradient.
 
+A non-finite proposal is never accepted. With ``l2mc``, from a non-finite current state (G or D failed at z_k) the
+chain moves to its proposal whatever it is (not counted as an acceptance), so the local proposal cannot trap it.
+
 Per-row params: ``step_size`` tau (default 0.01) and ``noise_scale`` eta. **eta defaults to √tau per row**: when
 ``noise_scale`` is not given to :meth:`RepSampler.make_params`, each row gets eta = √(its tau) (0.1 at the default
 tau, the paper's setting); the spec's default 0.1 is that value at the default tau.
@@ -128,13 +131,16 @@ class RepSampler(SamplerBase):
             log_alpha = prop.logit - state.logit  # p0 terms cancel exactly: MH-GAN's ratio
         test = accept_test(log_alpha, prop.finite, state.finite, self.accept_uniform(streams, t))
         acc = test.accept
+        # From a non-finite state the chain moves even to a non-finite proposal (not an acceptance): a local
+        # proposal could otherwise never leave a region where G or D fails.
+        mv = acc | ~state.finite if self.langevin else acc
         new = RepState(
-            z=rows_where(acc, prop.z, state.z),
-            x=rows_where(acc, prop.x, state.x),
-            logit=torch.where(acc, prop.logit, state.logit),
-            finite=torch.where(acc, prop.finite, state.finite),
-            grad=None if prop.grad is None or state.grad is None else rows_where(acc, prop.grad, state.grad),
-            mu=None if prop.mu is None or state.mu is None else rows_where(acc, prop.mu, state.mu),
+            z=rows_where(mv, prop.z, state.z),
+            x=rows_where(mv, prop.x, state.x),
+            logit=torch.where(mv, prop.logit, state.logit),
+            finite=torch.where(mv, prop.finite, state.finite),
+            grad=None if prop.grad is None or state.grad is None else rows_where(mv, prop.grad, state.grad),
+            mu=None if prop.mu is None or state.mu is None else rows_where(mv, prop.mu, state.mu),
         )
         return new, RepInfo(test.rate, acc, ~prop.finite, new.logit, test.log_alpha)
 

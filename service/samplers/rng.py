@@ -113,7 +113,9 @@ def _bits(streams: Streams, t: Tensor | int, draw: int, n: int) -> Tensor:
     return _mix(h ^ b[:, None])
 
 
-def uniform(streams: Streams, t: Tensor | int, draw: int, shape: tuple[int, ...] = (), dtype: torch.dtype = torch.float32) -> Tensor:
+def uniform(
+    streams: Streams, t: Tensor | int, draw: int, shape: tuple[int, ...] = (), dtype: torch.dtype = torch.float32
+) -> Tensor:
     """U(0, 1) of shape (B, *shape), strictly inside (0, 1), exactly representable in float32.
 
     24 bits per number: ((h >> 8) + 0.5) / 2**24, so ``log(u) < 0`` always and an MH test with

@@ -88,7 +88,7 @@ def test_missing_mode_repopulated(name: str, steps: int, values: dict) -> None:
     assert (raw > SPLIT).double().mean() < 0.15
     x = run(make(name, pair), seed=13, n=2000, steps=steps, values=values).output.x.flatten()
     assert_fraction((x > SPLIT).numpy(), 0.5)
-    for w, m, s in MODES:  # and each mode has its own shape
+    for _w, m, s in MODES:  # and each mode has its own shape
         side = x[(x > SPLIT) == (m > SPLIT)]
         assert abs(float(side.mean()) - m) < 0.05 and abs(float(side.std()) - s) < 0.05, (m, side.mean(), side.std())
 
