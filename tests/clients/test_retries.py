@@ -12,6 +12,7 @@ from gansampler import (
     APITimeoutError,
     AsyncClient,
     Client,
+    GatewayTimeoutError,
     InternalServerError,
     RateLimitError,
     ServiceUnavailableError,
@@ -93,7 +94,7 @@ def test_retry_delay_table(headers: dict[str, str] | None, retry: int, expected:
         (429, True, True),
         (503, True, True),
         (502, True, True),
-        (504, True, True),
+        (504, True, False),
         (502, False, False),
         (504, False, False),
         (400, True, False),
@@ -112,19 +113,22 @@ def test_retry_status_table(status: int, idempotent: bool, retried: bool) -> Non
 
 
 @pytest.mark.parametrize(
-    ("exc", "idempotent", "retried"),
+    ("exc", "idempotent", "method", "retried"),
     [
-        (httpx.ConnectError("refused"), False, True),
-        (httpx.ConnectTimeout("slow connect"), False, True),
-        (httpx.PoolTimeout("pool"), False, True),
-        (httpx.ReadTimeout("slow read"), False, False),
-        (httpx.RemoteProtocolError("reset"), False, False),
-        (httpx.ReadTimeout("slow read"), True, True),
-        (httpx.RemoteProtocolError("reset"), True, True),
+        (httpx.ConnectError("refused"), False, "POST", True),
+        (httpx.ConnectTimeout("slow connect"), False, "POST", True),
+        (httpx.PoolTimeout("pool"), False, "POST", True),
+        (httpx.ReadTimeout("slow read"), False, "POST", False),
+        (httpx.ReadTimeout("slow read"), True, "POST", False),  # sampling that outlived the client: computing
+        (httpx.ReadTimeout("slow read"), True, "GET", True),
+        (httpx.WriteTimeout("slow write"), True, "GET", True),
+        (httpx.RemoteProtocolError("reset"), False, "POST", False),
+        (httpx.RemoteProtocolError("reset"), True, "POST", True),
+        (httpx.ReadError("reset"), True, "GET", True),
     ],
 )
-def test_retry_exception_table(exc: httpx.TransportError, idempotent: bool, retried: bool) -> None:
-    assert should_retry_exception(exc, idempotent) is retried
+def test_retry_exception_table(exc: httpx.TransportError, idempotent: bool, method: str, retried: bool) -> None:
+    assert should_retry_exception(exc, idempotent, method) is retried
 
 
 # --- the loop, through MockTransport ----------------------------------------------------------------------------
@@ -194,6 +198,16 @@ def test_500_is_not_retried(client: Client, server: FakeServer, sleeps: Sleeps) 
     with pytest.raises(InternalServerError):
         client.models.list()
     assert len(server.requests) == 1 and sleeps == []
+
+
+def test_sampling_read_timeout_and_504_are_not_retried(client: Client, server: FakeServer, sleeps: Sleeps) -> None:
+    server.add("POST", "/v1/samples/rep", [httpx.ReadTimeout("slow")])
+    with pytest.raises(APITimeoutError):
+        client.samples.create("toy", sampler="rep", n=3)
+    server.add("POST", "/v1/samples/rep", [error_response(504, "timeout", "timeout_s elapsed")])
+    with pytest.raises(GatewayTimeoutError):
+        client.samples.create("toy", sampler="rep", n=3, timeout_s=1)
+    assert len(server.requests) == 2 and sleeps == []
 
 
 def test_502_retried_for_sampling_not_for_job_creation(client: Client, server: FakeServer, sleeps: Sleeps) -> None:

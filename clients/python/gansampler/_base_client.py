@@ -5,9 +5,11 @@ and do no I/O; the two clients only send, sleep and loop. Retry policy:
 
 - every request is retried on connection failures that happened before it was sent (connect error/timeout,
   pool timeout), on 429 and on 503;
-- idempotent requests (GET, and sampling, which has no side effects) are also retried after read/write errors and
-  timeouts and on 502/504; creating or cancelling a job never is;
-- a 4xx other than 429 (e.g. 422) is never retried;
+- idempotent requests (GET, and sampling, which has no side effects) are also retried after a broken exchange
+  (read/write error, protocol error) and on 502 (a proxy's); creating or cancelling a job never is;
+- a client-side read/write timeout is retried for GETs only: a sampling request that outlived the client's timeout
+  is computing, and sending it again would start the same work a second time;
+- 504 (the request's own ``timeout_s`` elapsed on the server) and any other 4xx/5xx (e.g. 422, 500) never are;
 - the wait is the server's ``Retry-After`` (seconds or HTTP date) when given, capped at ``MAX_RETRY_AFTER_S``,
   otherwise ``min(INITIAL_RETRY_DELAY_S * 2**retry, MAX_RETRY_DELAY_S)`` times a jitter factor in
   ``[1 - RETRY_JITTER, 1]``.
@@ -159,13 +161,17 @@ def retry_delay(
 
 
 def should_retry_status(status_code: int, idempotent: bool) -> bool:
-    """429/503 always; 502/504 only for idempotent requests; nothing else (never 4xx such as 422)."""
+    """429/503 always; 502 only for idempotent requests; nothing else (never 422, 500 or 504)."""
     return status_code in RETRY_STATUSES_ANY or (idempotent and status_code in RETRY_STATUSES_IDEMPOTENT)
 
 
-def should_retry_exception(exc: httpx.TransportError, idempotent: bool) -> bool:
-    """Errors before sending are always retried; a broken or timed-out exchange only when idempotent."""
-    return isinstance(exc, _NOT_SENT_ERRORS) or idempotent
+def should_retry_exception(exc: httpx.TransportError, idempotent: bool, method: str) -> bool:
+    """Errors before sending: always; a timed-out exchange: GETs only; another broken exchange: when idempotent."""
+    if isinstance(exc, _NOT_SENT_ERRORS):
+        return True
+    if isinstance(exc, httpx.TimeoutException):
+        return idempotent and method.upper() in IDEMPOTENT_METHODS
+    return idempotent
 
 
 # --- error mapping and parsing ----------------------------------------------------------------------------------

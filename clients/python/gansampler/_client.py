@@ -79,7 +79,7 @@ class Client(BaseClient):
             try:
                 response = self._http.send(request, stream=spec.stream)
             except httpx.TransportError as exc:
-                if retry < max_retries and should_retry_exception(exc, spec.is_idempotent):
+                if retry < max_retries and should_retry_exception(exc, spec.is_idempotent, spec.method):
                     self._sleep(self.next_delay(retry, None))
                     retry += 1
                     continue
@@ -146,7 +146,7 @@ class AsyncClient(BaseClient):
             try:
                 response = await self._http.send(request, stream=spec.stream)
             except httpx.TransportError as exc:
-                if retry < max_retries and should_retry_exception(exc, spec.is_idempotent):
+                if retry < max_retries and should_retry_exception(exc, spec.is_idempotent, spec.method):
                     await self._sleep(self.next_delay(retry, None))
                     retry += 1
                     continue

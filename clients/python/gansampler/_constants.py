@@ -28,8 +28,9 @@ MAX_RETRY_AFTER_S = 60.0
 
 #: Statuses retried for every request: the server refused before doing any work.
 RETRY_STATUSES_ANY = frozenset({429, 503})
-#: Statuses retried only for idempotent requests (GET, DELETE, and sampling, which has no side effects).
-RETRY_STATUSES_IDEMPOTENT = frozenset({502, 504})
+#: Statuses retried only for idempotent requests (GETs, and sampling, which has no side effects): a proxy's 502.
+#: Never 504: in this API it means the request's own ``timeout_s`` elapsed, and would elapse again.
+RETRY_STATUSES_IDEMPOTENT = frozenset({502})
 
 #: ``health.wait_ready``: how long to wait for the server by default, and how often to ask.
 DEFAULT_READY_TIMEOUT_S = 120.0
