@@ -1,0 +1,46 @@
+"""``gansampler-server serve``: run the HTTP API with uvicorn.
+
+With no flags it serves the registry at ``models/`` on CPU at 127.0.0.1:8000. Flags override the ``GANSAMPLER_*``
+environment, which overrides the defaults of :mod:`service.config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = "serve the HTTP API (sampling, models, jobs, admin, health, metrics) over a model registry"
+DEFAULT_LOG_LEVEL = "info"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", type=Path, default=None, help="registry root (default: $GANSAMPLER_MODELS_DIR or models)")
+    p.add_argument("--host", default=None, help="bind address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--device", default=None, help="cpu | cuda:0 | a comma list cuda:0,cuda:1 (default: cpu)")
+    p.add_argument("--data-dir", type=Path, default=None, help="jobs database and results (default: .gansampler)")
+    p.add_argument("--log-level", default=DEFAULT_LOG_LEVEL, help=f"uvicorn log level (default: {DEFAULT_LOG_LEVEL})")
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from service.config import Settings
+
+    overrides: dict[str, Any] = {}
+    for flag, field in (("models", "models_dir"), ("host", "host"), ("port", "port"), ("device", "device"),
+                        ("data_dir", "data_dir")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    return Settings(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.api.app import create_app
+
+    settings = settings_from_args(args)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    return 0
