@@ -60,7 +60,7 @@ def create_app(
                              settings.job_progress_interval_s)
         services = Services(settings, sink, engine, hub, manager)
         app.state.services = services
-        await manager.start()
+        await manager.start(services.loaded)
 
         async def load() -> None:
             try:
