@@ -70,7 +70,7 @@ async def test_jobs_take_larger_n_than_requests_and_have_their_own_limits(toy_mo
 
 async def test_cancel_a_running_job_then_delete_it(toy_models: Path, tmp_path: Path) -> None:
     rec = Recorder()
-    async with serve(toy_models, tmp_path, observer=rec) as (client, services):
+    async with serve(toy_models, tmp_path, observer=rec) as (client, _):
         started = submitted(rec, 1)
         job = (await client.post("/v1/jobs", json={**JOB, "n": 2, "steps": 100_000})).json()
         await wait(started)  # the job's chains are in the engine
