@@ -302,8 +302,11 @@ def test_chain_acceptance_histogram_matches_the_api(prometheus: Prometheus, traf
 
     counts = by_key("sum by (model, sampler) (gansampler_chain_acceptance_ratio_count)")
     sums = by_key("sum by (model, sampler) (gansampler_chain_acceptance_ratio_sum)")
+    checked = 0
     for key, rates in traffic.chain_acceptance.items():
-        if not rates:
-            continue
-        assert counts[key] == len(rates), key
-        assert sums[key] == pytest.approx(sum(rates), rel=1e-4, abs=1e-6), key
+        if not rates or traffic.proposals[key] == 0:
+            continue  # raw runs no accept test: its per-chain "acceptance" is a convention, not a measurement
+        checked += 1
+        assert counts[key] == len(rates), (key, counts[key], rates)
+        assert sums[key] == pytest.approx(sum(rates), rel=1e-4, abs=1e-6), (key, sums[key], rates)
+    assert checked, "no sampler reported per-chain acceptance"
