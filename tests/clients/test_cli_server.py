@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_MODELS = REPO / "models"
 READY_TIMEOUT_S = 120.0
 CLI_TIMEOUT_S = 120.0
+PROGRESS_INTERVAL_S = 0.05  # frequent job progress events, so a short job streams several
 
 
 def free_socket() -> socket.socket:
@@ -74,7 +75,10 @@ def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def toy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = build(tmp_path_factory.mktemp("cli-models"), onnx=False)
-    app = create_app(Settings(models_dir=root, data_dir=tmp_path_factory.mktemp("cli-data")), sink=NullSink())
+    settings = Settings(
+        models_dir=root, data_dir=tmp_path_factory.mktemp("cli-data"), job_progress_interval_s=PROGRESS_INTERVAL_S
+    )
+    app = create_app(settings, sink=NullSink())
     sock = free_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -261,3 +265,25 @@ def test_demo_server_cli(demo_server: str, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert np.load(vec / "samples.npy").shape == (64, 2)
+
+
+def test_sdk_follows_a_live_event_stream(toy_server: str) -> None:
+    """Real HTTP streaming (the in-process transports buffer whole bodies): events arrive while the job runs."""
+    from gansampler import AsyncClient, Client
+
+    with Client(toy_server, max_retries=0) as client:
+        job = client.jobs.create("gauss", sampler="mh", n=4, steps=1000, seed=1)
+        seen = list(job.events())
+    assert seen[-1].state == "succeeded" and seen[-1].progress == 1.0
+    progress = [s.progress for s in seen]
+    assert progress == sorted(progress)
+    assert any(0.0 < p < 1.0 for p in progress), f"no intermediate progress event: {progress}"
+
+    async def follow() -> list[str]:
+        async with AsyncClient(toy_server, max_retries=0) as aclient:
+            ajob = await aclient.jobs.create("gauss", sampler="mh", n=4, steps=100, seed=2)
+            return [s.state async for s in ajob.events()]
+
+    import asyncio
+
+    assert asyncio.run(follow())[-1] == "succeeded"
