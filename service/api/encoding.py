@@ -67,12 +67,11 @@ def finite_or_none(v: Any) -> Any:
 def to_npz(samples: Tensor, z: Tensor, logit: Tensor, meta: dict[str, Any]) -> bytes:
     """The npz body: ``samples`` (n, *shape) float32, ``z`` (n, *latent), ``logit_final`` (n,), ``meta.json``."""
     buf = io.BytesIO()
-    meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    np.savez(
-        buf,
-        samples=samples.detach().float().cpu().numpy(),
-        z=z.detach().float().cpu().numpy(),
-        logit_final=logit.detach().float().cpu().numpy(),
-        **{"meta.json": meta_bytes},
-    )
+    arrays: dict[str, Any] = {
+        "samples": samples.detach().float().cpu().numpy(),
+        "z": z.detach().float().cpu().numpy(),
+        "logit_final": logit.detach().float().cpu().numpy(),
+        "meta.json": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+    }
+    np.savez(buf, **arrays)
     return buf.getvalue()

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -46,7 +46,7 @@ class ModelHub:
         self.configured: set[str] = set()  # model ids loaded at startup (readiness is about these)
         self.failures: dict[str, str] = {}  # model id -> why it failed (load or warm-up)
         self.started = False
-        self._algos: dict[tuple[Any, ...], SamplingAlgorithm] = {}
+        self._algos: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -140,7 +140,7 @@ class ModelHub:
             algo = self._algos.get(key)
             if algo is None:
                 algo = self._algos[key] = self.samplers[sampler].cls(model.pair, options)
-            return algo
+            return cast(SamplingAlgorithm, algo)
 
     def _forget(self, model_id: str) -> None:
         with self._lock:

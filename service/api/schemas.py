@@ -21,7 +21,7 @@ OptionValue = str | bool | int | float | None
 MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[0-9]{1,9})?$"
 MAX_SEED = 2**63
 
-_REQUEST_EXAMPLE = {
+_REQUEST_EXAMPLE: Any = {
     "model": "ring-mlp",
     "n": 16,
     "seed": 7,

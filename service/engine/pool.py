@@ -38,12 +38,24 @@ class Batch(NamedTuple):
 
 
 def _cat(batches: Sequence[Batch]) -> Batch:
-    return Batch(*(tree_cat([b[i] for b in batches]) if isinstance(batches[0][i], tuple) else torch.cat(
-        [b[i] for b in batches]) for i in range(len(Batch._fields))))
+    """Rows of several batches, in order."""
+    return Batch(
+        state=tree_cat([b.state for b in batches]),
+        params=tree_cat([b.params for b in batches]),
+        streams=tree_cat([b.streams for b in batches]),
+        t=torch.cat([b.t for b in batches]),
+        n_steps=torch.cat([b.n_steps for b in batches]),
+        stats=tree_cat([b.stats for b in batches]),
+        owner=torch.cat([b.owner for b in batches]),
+    )
 
 
 def _select(b: Batch, rows: Tensor) -> Batch:
-    return Batch(*(tree_select(f, rows) if isinstance(f, tuple) else f[rows] for f in b))
+    """The rows of ``b`` selected by a (B,) bool mask or index tensor."""
+    return Batch(
+        tree_select(b.state, rows), tree_select(b.params, rows), tree_select(b.streams, rows), b.t[rows],
+        b.n_steps[rows], tree_select(b.stats, rows), b.owner[rows],
+    )
 
 
 def _values(ticket: Ticket) -> dict[str, Tensor]:
@@ -54,11 +66,11 @@ def _values(ticket: Ticket) -> dict[str, Tensor]:
 
 
 class Admission(NamedTuple):
-    """Chains ``start .. start + count - 1`` of ``ticket`` to add to the pool."""
+    """Chains ``start .. start + rows - 1`` of ``ticket`` to add to the pool."""
 
     ticket: Ticket
     start: int
-    count: int
+    rows: int
 
 
 class StepCounts(NamedTuple):
@@ -89,17 +101,17 @@ class ChainPool:
         if not items:
             return
         dev = self.device
-        streams = tree_cat([Streams.for_request(a.ticket.work.seed, a.count, dev, first_chain=a.start) for a in items])
-        params = tree_cat([self.algo.make_params(_values(a.ticket), a.count, dev) for a in items])
+        streams = tree_cat([Streams.for_request(a.ticket.work.seed, a.rows, dev, first_chain=a.start) for a in items])
+        params = tree_cat([self.algo.make_params(_values(a.ticket), a.rows, dev) for a in items])
         state = self.algo.init(streams, params)
-        count = sum(a.count for a in items)
+        count = sum(a.rows for a in items)
         t = torch.zeros(count, dtype=torch.int64, device=dev)
-        n_steps = torch.cat([torch.full((a.count,), a.ticket.work.steps, dtype=torch.int64, device=dev) for a in items])
-        owner = torch.cat([torch.full((a.count,), a.ticket.id, dtype=torch.int64, device=dev) for a in items])
+        n_steps = torch.cat([torch.full((a.rows,), a.ticket.work.steps, dtype=torch.int64, device=dev) for a in items])
+        owner = torch.cat([torch.full((a.rows,), a.ticket.id, dtype=torch.int64, device=dev) for a in items])
         new = Batch(state, params, streams, t, n_steps, init_stats(self.algo, state), owner)
         for a in items:
             self.tickets[a.ticket.id] = a.ticket
-            self._rows_by_priority[a.ticket.work.priority] += a.count
+            self._rows_by_priority[a.ticket.work.priority] += a.rows
         self.batch = new if self.batch is None else _cat([self.batch, new])
         self._trace(new, None, None)
 
