@@ -56,7 +56,9 @@ def test_status_maps_to_exception_with_server_fields(
 @pytest.mark.parametrize(
     ("status", "cls"), [(418, APIStatusError), (502, InternalServerError), (507, InternalServerError)]
 )
-def test_status_without_own_class(client: gansampler.Client, server: FakeServer, status: int, cls: type) -> None:
+def test_status_without_own_class(
+    client: gansampler.Client, server: FakeServer, status: int, cls: type[APIStatusError]
+) -> None:
     server.add("GET", "/v1/models", [httpx.Response(status, text="<html>proxy says no</html>")])
     with pytest.raises(cls) as info:
         client.models.list()

@@ -51,6 +51,7 @@ def make_app(root: Path, data_dir: Path, **overrides: Any) -> FastAPI:
 def client(toy_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     app = make_app(toy_root, tmp_path_factory.mktemp("data"), api_keys=(API_KEY,))
     with TestClient(app, raise_server_exceptions=False) as http:
+        assert http.portal is not None
         http.portal.call(app.state.services.wait_loaded)  # models loaded: an event, not a sleep
         with Client("http://testserver", api_key=API_KEY, http_client=http, max_retries=0) as sdk:
             yield sdk

@@ -87,7 +87,7 @@ def test_npz_request_asks_for_npz(client: Client, server: FakeServer) -> None:
         samples=np.zeros((2, 3), np.float32),
         z=np.ones((2, 8), np.float32),
         logit_final=np.zeros(2, np.float32),
-        **{"meta.json": np.frombuffer(meta, dtype=np.uint8)},
+        **{"meta.json": np.frombuffer(meta, dtype=np.uint8)},  # type: ignore[arg-type]
     )
     server.add(
         "POST",

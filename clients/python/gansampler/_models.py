@@ -116,7 +116,7 @@ class SampleBatch(_Model):
 
     @property
     def images(self) -> list[Image]:
-        """The n samples as PIL images (``output="png"`` only; needs Pillow)."""
+        """The n samples as PIL images (``output="png"`` only; needs Pillow). Decoded on every access: keep the list."""
         if self.output != "png":
             raise ValueError(f"images needs output='png', this batch has output={self.output!r}: use .arrays")
         return [_decode.png_to_image(s) for s in self.samples]
