@@ -104,7 +104,12 @@ class Server(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def prometheus_binary() -> str:
+    return require_binary("prometheus")  # before anything starts: a skip, or with CI=true a failure
+
+
+@pytest.fixture(scope="module")
+def server(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if not any(MODELS_DIR.glob("*/*/model.toml")):
         pytest.fail(f"no demo models under {MODELS_DIR}")
     tmp = tmp_path_factory.mktemp("server")
@@ -140,8 +145,9 @@ class Prometheus(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def prometheus(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    binary = require_binary("prometheus")
+def prometheus(server: Server, prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Prometheus]:
+    binary = prometheus_binary
     tmp = tmp_path_factory.mktemp("prometheus")
     rules = yaml.safe_load(promql.RULES.read_text())
     for group in rules["groups"]:

@@ -168,3 +168,42 @@ def test_promtool_check_metrics(sink: PrometheusSink) -> None:
     body, _ = sink.render()
     proc = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
     assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()
+
+
+def test_batch_histogram_matches_prometheus_client_histogram() -> None:
+    """Bins, counts and sum equal prometheus_client's own Histogram fed one value at a time, including values
+    exactly on a bound (Prometheus' ``le`` is inclusive) and beyond the last one."""
+    from prometheus_client import Histogram
+
+    from service.metrics import ACCEPTANCE_BUCKETS, BatchHistogram
+
+    values = [0.0, 0.05, 0.050001, 0.1, 0.33, 0.5, 0.95, 1.0, 1.5, 0.999999, 0.25, 0.25]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    batch = BatchHistogram("x_ratio", "doc", ["model"], ACCEPTANCE_BUCKETS, ours)
+    batch.observe_many(["m"], values[:5])
+    batch.observe_many(["m"], [*values[5:], float("nan"), float("inf")])  # non-finite values are skipped
+    reference = Histogram("x_ratio", "doc", ["model"], registry=theirs, buckets=ACCEPTANCE_BUCKETS)
+    for v in values:
+        reference.labels("m").observe(v)
+
+    def parsed(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        from prometheus_client.exposition import generate_latest
+
+        text = generate_latest(registry).decode()
+        return {(s.name, s.labels.get("le", "")): s.value for f in text_string_to_metric_families(text)
+                for s in f.samples if not s.name.endswith("_created")}
+
+    got, want = parsed(ours), parsed(theirs)
+    assert got.keys() == want.keys()
+    for key, v in want.items():
+        assert got[key] == pytest.approx(v), key
+
+
+def test_batch_histogram_rejects_bad_input() -> None:
+    from service.metrics import BatchHistogram
+
+    with pytest.raises(ValueError, match="strictly increasing"):
+        BatchHistogram("h", "doc", [], (1.0, 0.5), CollectorRegistry())
+    h = BatchHistogram("h", "doc", ["model"], (0.5, 1.0), CollectorRegistry())
+    with pytest.raises(ValueError, match="expected labels"):
+        h.observe_many(["m", "extra"], [0.1])
