@@ -115,8 +115,10 @@ def panels() -> list[Json]:
               [target(acceptance, ms)], unit="percentunit", min=0, max=1),
         heatmap("Per-chain acceptance distribution",
                 "Histogram of each finished chain's acceptance ratio (gansampler_chain_acceptance_ratio). Mass near "
-                "0 means stuck chains; a bimodal map, some chains that never move.",
-                f"sum by (le) (increase(gansampler_chain_acceptance_ratio_bucket{{{SEL}}}[{RI}]))", "percentunit"),
+                "0 means stuck chains; a bimodal map, some chains that never move. raw runs no accept test and "
+                "is left out.",
+                f'sum by (le) (increase(gansampler_chain_acceptance_ratio_bucket{{{SEL}, sampler!="raw"}}[{RI}]))',
+                "percentunit"),
         panel("timeseries", "Discriminator logit: initial vs final (median)",
               "Median calibrated D logit of the chains' first and returned states. Final above initial: the "
               "sampler moves towards what D considers real. The gap shrinking is a sign of D/G drift.",
