@@ -231,18 +231,17 @@ def traffic(server: Server, prometheus: Prometheus) -> Totals:
             wait_for(f"a scrape with {expected} samples",
                      lambda e=expected: True if _sum(prometheus.query("sum(gansampler_samples_total)")) == e else None,
                      SCRAPE_WAIT_S, log=server.log)
-    # one more rule evaluation after the final scrape
-    time.sleep(2.5 * _seconds(SCRAPE_INTERVAL))
+    # the recording rules have been evaluated over the final scrape: each recorded series has a finite value
+    for rule in (r["record"] for r in promql.rules() if "record" in r):
+        wait_for(f"recorded series {rule}",
+                 lambda q=rule: True if any(math.isfinite(float(s["value"][1])) for s in prometheus.query(q)) else None,
+                 SCRAPE_WAIT_S, log=prometheus.log)
     return totals
 
 
 def _sum(result: list[dict[str, Any]]) -> float | None:
     return sum(float(s["value"][1]) for s in result) if result else None
 
-
-def _seconds(duration: str) -> float:
-    assert duration.endswith("s")
-    return float(duration[:-1])
 
 
 # --- the tests --------------------------------------------------------------------------------------------------
