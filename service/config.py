@@ -37,7 +37,6 @@ DEFAULT_MAX_QUEUE_CHAIN_STEPS = 20_000_000  # admitted but not yet run, all sync
 DEFAULT_STEPS_PER_ITERATION = 1  # steps a pool runs between admission points
 DEFAULT_JOB_BATCH_FRACTION = 0.5  # share of a pool's rows job chains may hold, so requests always find room
 DEFAULT_RETRY_AFTER_S = 1  # minimum Retry-After on 429 / 503
-DEFAULT_DISCONNECT_POLL_S = 0.05  # how often a waiting request checks for a client disconnect
 
 # Jobs.
 DEFAULT_MAX_JOB_N = 65_536
@@ -77,7 +76,6 @@ class Settings(BaseSettings):
     steps_per_iteration: int = Field(default=DEFAULT_STEPS_PER_ITERATION, ge=1)
     job_batch_fraction: float = Field(default=DEFAULT_JOB_BATCH_FRACTION, gt=0, le=1)
     retry_after_s: int = Field(default=DEFAULT_RETRY_AFTER_S, ge=1)
-    disconnect_poll_s: float = Field(default=DEFAULT_DISCONNECT_POLL_S, gt=0)
 
     max_job_n: int = Field(default=DEFAULT_MAX_JOB_N, ge=1)
     max_job_steps: int = Field(default=DEFAULT_MAX_JOB_STEPS, ge=1)

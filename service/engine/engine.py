@@ -3,7 +3,7 @@
     engine = Engine(EngineConfig.from_settings(settings), sink)
     engine.start()
     ticket = engine.submit(work)              # raises Overloaded (429) before anything is queued
-    result = await engine.wait(ticket, is_disconnected=request.is_disconnected)
+    result = await engine.wait(ticket, disconnected=client_gone(request.receive))
     engine.stop()
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from collections.abc import Awaitable
+from typing import Any, NamedTuple
 
 from service.engine.admission import AdmissionController
 from service.engine.errors import Cancelled, DeadlineExceeded
@@ -30,7 +30,6 @@ class EngineConfig(NamedTuple):
     job_batch_fraction: float
     max_queue_chain_steps: int
     retry_after_s: int
-    disconnect_poll_s: float
 
     @staticmethod
     def from_settings(settings: object) -> EngineConfig:
@@ -88,39 +87,34 @@ class Engine:
         ticket.cancel(reason)
         self.workers[ticket.work.key.device].wake()
 
-    async def wait(
-        self, ticket: Ticket, is_disconnected: Callable[[], Awaitable[bool]] | None = None
-    ) -> ChainResult:
-        """Await the ticket without blocking the loop. A disconnect (polled) or the deadline drops its chains."""
+    async def wait(self, ticket: Ticket, disconnected: Awaitable[object] | None = None) -> ChainResult:
+        """Await the ticket without blocking the loop.
+
+        ``disconnected`` completes when the client goes away (no polling); then, or when the deadline passes (the
+        worker enforces it; this is the backstop), or when the caller is cancelled, the ticket's chains are
+        dropped at the next step.
+        """
         fut = asyncio.wrap_future(ticket.future)
-        poll = self.config.disconnect_poll_s if is_disconnected is not None else None
+        watch = asyncio.ensure_future(disconnected) if disconnected is not None else None
         try:
-            return await self._wait(ticket, fut, poll, is_disconnected)
+            timeout = None
+            if ticket.deadline is not None:
+                timeout = max(0.0, ticket.deadline + DEADLINE_GRACE_S - time.monotonic())
+            waiters: set[asyncio.Future[Any]] = {fut} if watch is None else {fut, watch}
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if fut in done:
+                return fut.result()
+            if watch is not None and watch in done:
+                self.cancel(ticket, "client disconnected")
+                raise Cancelled("client disconnected")
+            self.cancel(ticket, "deadline")
+            raise DeadlineExceeded(ticket.work.timeout_s or 0.0)
         except asyncio.CancelledError:  # the caller went away (e.g. the server task was cancelled)
             self.cancel(ticket, "caller cancelled")
             raise
-
-    async def _wait(
-        self,
-        ticket: Ticket,
-        fut: asyncio.Future[ChainResult],
-        poll: float | None,
-        is_disconnected: Callable[[], Awaitable[bool]] | None,
-    ) -> ChainResult:
-        while True:
-            timeout = poll
-            if ticket.deadline is not None:
-                left = ticket.deadline + DEADLINE_GRACE_S - time.monotonic()
-                timeout = left if timeout is None else min(timeout, left)
-            done, _ = await asyncio.wait({fut}, timeout=None if timeout is None else max(timeout, 0.0))
-            if done:
-                return fut.result()
-            if is_disconnected is not None and await is_disconnected():
-                self.cancel(ticket, "client disconnected")
-                raise Cancelled("client disconnected")
-            if ticket.deadline is not None and time.monotonic() >= ticket.deadline + DEADLINE_GRACE_S:
-                self.cancel(ticket, "deadline")
-                raise DeadlineExceeded(ticket.work.timeout_s or 0.0)
+        finally:
+            if watch is not None:
+                watch.cancel()
 
     def publish_gauges(self) -> None:
         g = self.gauges

@@ -87,6 +87,7 @@ class ChainPool:
         self.device = torch.device(key.device)
         self.batch: Batch | None = None
         self.tickets: dict[int, Ticket] = {}
+        self.rows_of_ticket: dict[int, int] = {}  # ticket id -> its rows in the pool
         self._rows_by_priority = {p: 0 for p in Priority}
 
     @property
@@ -111,6 +112,7 @@ class ChainPool:
         new = Batch(state, params, streams, t, n_steps, init_stats(self.algo, state), owner)
         for a in items:
             self.tickets[a.ticket.id] = a.ticket
+            self.rows_of_ticket[a.ticket.id] = self.rows_of_ticket.get(a.ticket.id, 0) + a.rows
             self._rows_by_priority[a.ticket.work.priority] += a.rows
         self.batch = new if self.batch is None else _cat([self.batch, new])
         self._trace(new, None, None)
@@ -124,9 +126,8 @@ class ChainPool:
         stats = update_stats(b.stats, info, active)
         new = b._replace(state=state, t=b.t + 1, stats=stats)
         self.batch = new
-        ids, counts = torch.unique(b.owner, return_counts=True)
-        for tid, c in zip(ids.tolist(), counts.tolist(), strict=True):
-            self.tickets[tid].steps_done += c
+        for tid, rows in self.rows_of_ticket.items():
+            self.tickets[tid].steps_done += rows
         self._trace(new, b.t, info.acceptance_rate)
         return StepCounts(
             rows=int(b.t.shape[0]),
@@ -154,9 +155,12 @@ class ChainPool:
             sub_extras = {k: v[m] for k, v in extras.items()}
             if ticket.add_finished(fin.streams.chain[m], tree_select(out, m), tree_select(fin.stats, m), sub_extras):
                 completed.append(ticket)
-            self._rows_by_priority[ticket.work.priority] -= int(m.sum())
+            gone = int(m.sum())
+            self.rows_of_ticket[tid] -= gone
+            self._rows_by_priority[ticket.work.priority] -= gone
         for ticket in completed:
             del self.tickets[ticket.id]
+            del self.rows_of_ticket[ticket.id]
         keep = ~done
         self.batch = _select(b, keep) if bool(keep.any()) else None
         st = fin.stats
@@ -177,11 +181,12 @@ class ChainPool:
         if not ids or self.batch is None:
             for t in tickets:
                 self.tickets.pop(t.id, None)
+                self.rows_of_ticket.pop(t.id, None)
             return
         gone = torch.isin(self.batch.owner, torch.tensor(ids, device=self.batch.owner.device))
         for tid in ids:
             ticket = self.tickets.pop(tid)
-            self._rows_by_priority[ticket.work.priority] -= int((self.batch.owner == tid).sum())
+            self._rows_by_priority[ticket.work.priority] -= self.rows_of_ticket.pop(tid)
         keep = ~gone
         self.batch = _select(self.batch, keep) if bool(keep.any()) else None
 
@@ -189,6 +194,7 @@ class ChainPool:
         """Empty the pool (after a failure); return the tickets that had rows in it."""
         tickets = list(self.tickets.values())
         self.tickets.clear()
+        self.rows_of_ticket.clear()
         self.batch = None
         self._rows_by_priority = {p: 0 for p in Priority}
         return tickets

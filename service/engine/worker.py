@@ -217,11 +217,13 @@ class DeviceWorker:
                       counts.nonfinite, seconds)
         )
         self.admission.observe(counts.rows, seconds)
+        give = 0
         for t in pool.tickets.values():
             if t.work.priority == Priority.INTERACTIVE:
-                give = min(t.steps_done, t.total_chain_steps) - t.released
-                self.admission.release(give)
-                t.released += give
+                g = min(t.steps_done, t.total_chain_steps) - t.released
+                t.released += g
+                give += g
+        self.admission.release(give)
         self.observer.on_step(StepEvent(key, counts.rows, tuple(pool.tickets)))
 
     def _retire(self, pool: ChainPool) -> None:

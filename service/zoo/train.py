@@ -38,18 +38,21 @@ TOY_NAMES = tuple(toy.TOY_DATA)
 NAMES = (*TOY_NAMES, "digits-dcgan", "digits-classifier")
 CLASSIFIER_META = "classifier.toml"
 
-# Per-model sampler defaults written into the manifests (chain lengths follow ALGORITHMS.md; DDLS's step size
-# is the one benchmarks/quality.py measured to improve on raw G on these models).
-TOY_SAMPLER_DEFAULTS: dict[str, dict[str, float | int]] = {
-    "mh": {"steps": 640},
-    "rep": {"steps": 640},
-    "ddls": {"steps": 1000},
-}
-DIGITS_SAMPLER_DEFAULTS: dict[str, dict[str, float | int]] = {
-    "mh": {"steps": 640},
-    "rep": {"steps": 640},
-    "ddls": {"steps": 1000},
-}
+# Per-model sampler defaults written into the manifests. Chain lengths follow ALGORITHMS.md; DDLS's step size is
+# the one benchmarks/quality.py measured to improve on raw G on each model (eps = 0.01 is worse than raw on the
+# 25-Gaussian grid and on the swiss roll: see benchmarks/quality_results.md).
+DDLS_STEP_SIZE = {"gaussians25": 1e-4, "swissroll": 3e-5, "digits-dcgan": 3e-5}
+
+
+def sampler_defaults(name: str) -> dict[str, dict[str, float | int]]:
+    """The ``[samplers.*]`` tables of demo model ``name``."""
+    return {
+        "mh": {"steps": 640},
+        "rep": {"steps": 640},
+        "ddls": {"steps": 1000, "step_size": DDLS_STEP_SIZE[name]},
+        "drs": {"steps": 640},
+        "sir": {"steps": 640},
+    }
 
 
 def configure_determinism() -> None:
@@ -81,7 +84,7 @@ def _toy(name: str, out: Path, seed: int, version: int, steps: int | None, refin
         generator_kwargs={"latent_dim": cfg.latent_dim, "out_dim": 2, "hidden": cfg.hidden, "depth": cfg.depth},
         discriminator_arch="service.zoo.mlp:Discriminator",
         discriminator_kwargs={"in_dim": 2, "hidden": cfg.hidden, "depth": cfg.depth},
-        samplers=TOY_SAMPLER_DEFAULTS,
+        samplers=sampler_defaults(name),
         training={
             "recipe": "service.zoo.toy.train_toy",
             "seed": seed,
@@ -112,7 +115,7 @@ def _digits_dcgan(out: Path, seed: int, version: int, steps: int | None, refine:
         generator_kwargs={"nz": cfg.nz},
         discriminator_arch="service.zoo.dcgan:Discriminator16",
         discriminator_kwargs={},
-        samplers=DIGITS_SAMPLER_DEFAULTS,
+        samplers=sampler_defaults("digits-dcgan"),
         training={
             "recipe": "service.zoo.digits.train_dcgan",
             "seed": seed,

@@ -7,6 +7,7 @@ import time
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive
 
 from service.api.deps import ERROR_RESPONSES, ServicesDep, require_api_key
 from service.api.encoding import NPZ_MEDIA_TYPE
@@ -16,6 +17,12 @@ from service.api.schemas import SAMPLER_NAMES, SampleRequest, SampleResponse
 from service.engine.ticket import Priority
 
 router = APIRouter(prefix="/v1", tags=["samples"], dependencies=[Depends(require_api_key)])
+
+async def client_gone(receive: Receive) -> None:
+    """Completes when the client disconnects (the body has been read, so the next message is the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
 
 SamplerPath = Path(description=f"one of {', '.join(SAMPLER_NAMES)}", examples=["mh"])
 
@@ -36,7 +43,7 @@ async def create_samples(body: SampleRequest, request: Request, services: Servic
     s = services.settings
     prep = prepare(body, sampler, services.hub, Limits.interactive(s), Priority.INTERACTIVE, s.max_trace_points)
     ticket = services.engine.submit(prep.work)
-    result = await services.engine.wait(ticket, request.is_disconnected)
+    result = await services.engine.wait(ticket, client_gone(request.receive))
     request.state.queue_s = result.queue_s
     total = time.perf_counter() - t0
     if NPZ_MEDIA_TYPE in request.headers.get("accept", ""):
