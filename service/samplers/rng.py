@@ -63,10 +63,12 @@ class Streams(NamedTuple):
 
 
 def _mul32(a: Tensor, c: int) -> Tensor:
-    """(a * c) mod 2**32 for a in [0, 2**32) without int64 overflow."""
-    lo = a & _M16
-    hi = a >> 16
-    return (lo * c + (((hi * c) & _M16) << 16)) & _M32
+    """(a * c) mod 2**32 for a in [0, 2**32) without int64 overflow.
+
+    With c' = c − 2**32 when c >= 2**31 (so |c'| <= 2**31), |a · c'| < 2**63 and a · c' ≡ a · c (mod 2**32): one
+    multiply and one mask (two's-complement ``&`` takes the residue of a negative product correctly).
+    """
+    return (a * (c - 2**32 if c >= 2**31 else c)) & _M32
 
 
 def _mix(h: Tensor) -> Tensor:
@@ -97,12 +99,11 @@ def _keys(streams: Streams, t: Tensor | int, draw: int) -> tuple[Tensor, Tensor]
         (t_rows >> 32) & _M32,
         torch.full_like(seed, draw & _M32),
     )
-    a = torch.full_like(seed, 0x243F6A88)
-    b = torch.full_like(seed, 0x85A308D3)
+    # The two lanes are mixed together as the rows of one (2, B) tensor: half the kernel launches.
+    ab = torch.stack((torch.full_like(seed, 0x243F6A88), torch.full_like(seed, 0x85A308D3)))
     for p in parts:
-        a = _mix(a ^ p)
-        b = _mix((b + 0x9E3779B9 + p) & _M32)
-    return a, b
+        ab = _mix(torch.stack((ab[0] ^ p, (ab[1] + 0x9E3779B9 + p) & _M32)))
+    return ab[0], ab[1]
 
 
 def _bits(streams: Streams, t: Tensor | int, draw: int, n: int) -> Tensor:
