@@ -1,0 +1,193 @@
+"""Serving benchmark: batching efficiency, latency under concurrency, and short requests beside a long job.
+
+Starts ``gansampler-server serve`` on a free loopback port over ``--models`` and drives it over real HTTP:
+
+1. efficiency: 64 concurrent clients each asking ``mh`` n=4 vs one request n=256, same steps, on the 2-D model.
+   Ratio of aggregate samples/s (target ≥ 0.8: continuous batching makes 64 small requests nearly as cheap as one).
+2. latency: p50/p99 of ``raw`` n=1 and ``mh`` n=1 at concurrency 1, 16 and 64.
+3. mixed: p50/p99 of short ``mh`` requests alone, then while a long job runs on the same model.
+
+    python benchmarks/serving.py [--models models] [--model gaussians25] [--steps 200] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_MODEL = "gaussians25"
+DEFAULT_STEPS = 640  # MH-GAN's K, the demo models' default
+EFFICIENCY_CLIENTS = 64
+EFFICIENCY_N = 4
+EFFICIENCY_REPEATS = 3
+LATENCY_CONCURRENCY = (1, 16, 64)
+LATENCY_REQUESTS = 128  # per (sampler, concurrency) point
+LATENCY_MH_STEPS = 100
+MIXED_SHORT = {"n": 4, "steps": 50}
+MIXED_REQUESTS = 64
+MIXED_CONCURRENCY = 8
+MIXED_JOB = {"n": 256, "steps": 20_000}
+START_TIMEOUT_S = 180.0
+REQUEST_TIMEOUT_S = 300.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(models: Path, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    exe = shutil.which("gansampler-server")
+    cmd = [exe] if exe else [sys.executable, "-m", "service.cli"]
+    cmd += ["serve", "--models", str(models), "--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+async def sample(client: httpx.AsyncClient, sampler: str, body: dict[str, Any]) -> float:
+    """One request; returns its latency in seconds (raises on a non-200)."""
+    t0 = time.perf_counter()
+    r = await client.post(f"/v1/samples/{sampler}", json={**body, "diagnostics": "none"})
+    if r.status_code != 200:
+        raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
+    return time.perf_counter() - t0
+
+
+async def closed_loop(concurrency: int, total: int, one: Callable[[], Awaitable[float]]) -> list[float]:
+    """``concurrency`` clients issuing ``total`` requests back to back; all latencies."""
+    out: list[float] = []
+    left = total
+
+    async def client_loop() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            out.append(await one())
+
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    return out
+
+
+async def efficiency(client: httpx.AsyncClient, model: str, steps: int) -> dict[str, Any]:
+    body = {"model": model, "steps": steps}
+    singles, many = [], []
+    for rep in range(EFFICIENCY_REPEATS):
+        t0 = time.perf_counter()
+        await sample(client, "mh", {**body, "n": EFFICIENCY_CLIENTS * EFFICIENCY_N, "seed": rep})
+        singles.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(sample(client, "mh", {**body, "n": EFFICIENCY_N, "seed": 1000 * rep + i})
+                               for i in range(EFFICIENCY_CLIENTS)))
+        many.append(time.perf_counter() - t0)
+    samples = EFFICIENCY_CLIENTS * EFFICIENCY_N
+    single_rate, many_rate = samples / statistics.median(singles), samples / statistics.median(many)
+    return {"samples": samples, "steps": steps, "one_request_s": statistics.median(singles),
+            "concurrent_s": statistics.median(many), "one_request_samples_per_s": single_rate,
+            "concurrent_samples_per_s": many_rate, "ratio": many_rate / single_rate}
+
+
+async def latency(client: httpx.AsyncClient, model: str) -> list[dict[str, Any]]:
+    rows = []
+    for sampler, extra in (("raw", {}), ("mh", {"steps": LATENCY_MH_STEPS})):
+        for c in LATENCY_CONCURRENCY:
+            body = {"model": model, "n": 1, **extra}
+            t0 = time.perf_counter()
+            lat = await closed_loop(c, LATENCY_REQUESTS,
+                                    lambda body=body, sampler=sampler: sample(client, sampler, body))
+            wall = time.perf_counter() - t0
+            rows.append({"sampler": sampler, "steps": extra.get("steps", 0), "concurrency": c,
+                         "p50_ms": 1e3 * pct(lat, 50), "p99_ms": 1e3 * pct(lat, 99), "req_per_s": len(lat) / wall})
+    return rows
+
+
+async def mixed(client: httpx.AsyncClient, model: str) -> dict[str, Any]:
+    body = {"model": model, **MIXED_SHORT}
+
+    def run() -> Awaitable[list[float]]:
+        return closed_loop(MIXED_CONCURRENCY, MIXED_REQUESTS, lambda: sample(client, "mh", body))
+
+    alone = await run()
+    job = (await client.post("/v1/jobs", json={"sampler": "mh", "model": model, **MIXED_JOB})).json()
+    while (await client.get(f"/v1/jobs/{job['id']}")).json()["state"] == "queued":
+        await asyncio.sleep(0.05)
+    beside = await run()
+    state = (await client.get(f"/v1/jobs/{job['id']}")).json()
+    await client.delete(f"/v1/jobs/{job['id']}")
+    return {"short": MIXED_SHORT, "job": MIXED_JOB, "job_state_after": state["state"],
+            "job_progress_after": state["progress"],
+            "alone_p50_ms": 1e3 * pct(alone, 50), "alone_p99_ms": 1e3 * pct(alone, 99),
+            "with_job_p50_ms": 1e3 * pct(beside, 50), "with_job_p99_ms": 1e3 * pct(beside, 99)}
+
+
+async def main_async(url: str, model: str, steps: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
+    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+        await sample(client, "mh", {"model": model, "n": 4, "steps": 10})  # warm the connection pool and caches
+        return {"efficiency": await efficiency(client, model, steps), "latency": await latency(client, model),
+                "mixed": await mixed(client, model)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = p.parse_args()
+    proc = None
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.url
+        if url is None:
+            proc, url = start_server(args.models, Path(tmp))
+        try:
+            t0 = time.perf_counter()
+            res = asyncio.run(main_async(url, args.model, args.steps))
+            res["meta"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": args.model,
+                           "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.platform()}",
+                           "python": platform.python_version(), "runtime_s": time.perf_counter() - t0,
+                           "load_avg": os.getloadavg()}
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
+    print(json.dumps(res, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
