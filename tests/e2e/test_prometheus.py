@@ -23,6 +23,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from operator import eq
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -229,19 +231,23 @@ def traffic(server: Server, prometheus: Prometheus) -> Totals:
             # wait until Prometheus has scraped this round's final counts (the next round then increases them)
             expected = sum(totals.samples.values())
             wait_for(f"a scrape with {expected} samples",
-                     lambda e=expected: True if _sum(prometheus.query("sum(gansampler_samples_total)")) == e else None,
+                     has_values(prometheus, "sum(gansampler_samples_total)", partial(eq, [float(expected)])),
                      SCRAPE_WAIT_S, log=server.log)
     # the recording rules have been evaluated over the final scrape: each recorded series has a finite value
     for rule in (r["record"] for r in promql.rules() if "record" in r):
-        wait_for(f"recorded series {rule}",
-                 lambda q=rule: True if any(math.isfinite(float(s["value"][1])) for s in prometheus.query(q)) else None,
+        wait_for(f"recorded series {rule}", has_values(prometheus, rule, lambda v: any(map(math.isfinite, v))),
                  SCRAPE_WAIT_S, log=prometheus.log)
     return totals
 
 
-def _sum(result: list[dict[str, Any]]) -> float | None:
-    return sum(float(s["value"][1]) for s in result) if result else None
+def has_values(prom: Prometheus, expr: str, ok: Callable[[list[float]], bool]) -> Callable[[], bool | None]:
+    """A check for :func:`wait_for`: True once ``expr`` returns data whose values satisfy ``ok``."""
 
+    def check() -> bool | None:
+        values = [float(s["value"][1]) for s in prom.query(expr)]
+        return True if values and ok(values) else None
+
+    return check
 
 
 # --- the tests --------------------------------------------------------------------------------------------------
