@@ -29,7 +29,7 @@ CURVE_MAX_POINTS = 200
 """The acceptance curve in a summary is thinned to at most this many points."""
 
 
-def _num(v: float) -> float | None:
+def _num(v: float | Tensor) -> float | None:
     """A JSON-safe float: non-finite values become None."""
     v = float(v)
     return v if math.isfinite(v) else None

@@ -118,6 +118,7 @@ def test_rep_kernel_reports_the_mala_ratio() -> None:
         m = frm + tau / 2 * (g - frm)
         return -(to - m).pow(2).sum(1) / (2 * eta**2)
 
+    assert e.grad is not None and e_p.grad is not None
     want = log_pi(z_p, e_p.logit) - log_pi(z, e.logit) + log_q(z, z_p, e_p.grad) - log_q(z_p, z, e.grad)
     assert torch.allclose(info.log_alpha.double(), want, atol=2e-4)
     assert 0.05 < info.is_accepted.double().mean() < 0.95

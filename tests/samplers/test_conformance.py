@@ -166,12 +166,12 @@ def test_bad_parameters_are_named(name: str) -> None:
         entry.options_cls.from_dict({"no_such_option": 1})
     assert e.value.param == "no_such_option"
     for f in dataclasses.fields(entry.options_cls):
-        for bad in _bad_option_values(f.metadata["option"]):
-            if bad is None and isinstance(f.metadata["option"], Number) and f.metadata["option"].optional:
+        for bad_opt in _bad_option_values(f.metadata["option"]):
+            if bad_opt is None and isinstance(f.metadata["option"], Number) and f.metadata["option"].optional:
                 continue
             with pytest.raises(SamplerParamError) as e:
-                entry.options_cls.from_dict({f.name: bad})
-            assert e.value.param == f.name and repr(bad) in str(e.value)
+                entry.options_cls.from_dict({f.name: bad_opt})
+            assert e.value.param == f.name and repr(bad_opt) in str(e.value)
 
 
 @pytest.mark.parametrize("name", NAMES)

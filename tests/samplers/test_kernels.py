@@ -38,6 +38,7 @@ def test_mh_real_init_starts_at_holdout_samples() -> None:
     idx = torch.cdist(state.x, REAL).argmin(1)
     assert torch.equal(state.x, REAL[idx]) and idx.unique().numel() > 40  # every chain draws its own index
     r = run(algo, seed=52, n=400, steps=5)
+    assert pair.real_logit is not None
     assert (r.stats.logit_initial.unsqueeze(1) == pair.real_logit.unsqueeze(0)).any(1).all()
 
 
