@@ -61,6 +61,12 @@ def test_rule_unit_tests_can_fail(tmp_path: Path) -> None:
     assert "GansamplerAcceptanceCollapse" in proc.stdout + proc.stderr
 
 
+def test_every_alert_has_a_firing_unit_test() -> None:
+    tests = yaml.safe_load(promql.RULES_TEST.read_text())["tests"]
+    fired = {case["alertname"] for t in tests for case in t.get("alert_rule_test", []) if case.get("exp_alerts")}
+    assert fired == {r["alert"] for r in promql.rules() if "alert" in r}
+
+
 def test_scrape_config_targets_the_service() -> None:
     config = yaml.safe_load(promql.PROMETHEUS_CONFIG.read_text())
     jobs = {c["job_name"]: c for c in config["scrape_configs"]}
