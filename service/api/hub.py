@@ -8,6 +8,7 @@ error and reported by ``/readyz`` and ``/v1/models``; it never stops the others.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -47,6 +48,8 @@ class ModelHub:
         self.failures: dict[str, str] = {}  # model id -> why it failed (load or warm-up)
         self.started = False
         self._algos: dict[tuple[Any, ...], Any] = {}
+        self._generations: dict[tuple[str, str], tuple[LoadedModel, int]] = {}
+        self._counter = itertools.count(1)
         self._lock = threading.Lock()
 
     @property
@@ -135,17 +138,28 @@ class ModelHub:
 
     def algo(self, model: LoadedModel, sampler: str, options: Any) -> SamplingAlgorithm:
         """The sampler over ``model`` with ``options``, built once (raises UnsupportedPairError)."""
-        key = (model.id, model.device, id(model), sampler, options)
+        key = (model.id, model.device, self.generation(model), sampler, options)
         with self._lock:
             algo = self._algos.get(key)
             if algo is None:
                 algo = self._algos[key] = self.samplers[sampler].cls(model.pair, options)
             return cast(SamplingAlgorithm, algo)
 
+    def generation(self, model: LoadedModel) -> int:
+        """A number that changes each time a model id is loaded anew (pool keys and the sampler cache use it)."""
+        with self._lock:
+            key = (model.id, model.device)
+            ref = self._generations.get(key)
+            if ref is None or ref[0] is not model:
+                ref = self._generations[key] = (model, next(self._counter))
+            return ref[1]
+
     def _forget(self, model_id: str) -> None:
         with self._lock:
             for k in [k for k in self._algos if k[0] == model_id]:
                 del self._algos[k]
+            for g in [g for g in self._generations if g[0] == model_id]:
+                del self._generations[g]
 
     # --- descriptions -----------------------------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def prepare(
     if req.diagnostics == "traces" and steps > 0:
         trace_every = max(1, math.ceil(steps / (max_trace_points - 1)))
     work = Work(
-        key=PoolKey(loaded.id, sampler, options, device),
+        key=PoolKey(loaded.id, sampler, options, device, hub.generation(loaded)),
         algo=algo,
         n=req.n,
         seed=seed,

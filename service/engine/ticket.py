@@ -34,12 +34,17 @@ class Priority(IntEnum):
 
 
 class PoolKey(NamedTuple):
-    """Chains that can share one batch: same networks, same sampler and categorical options, same device."""
+    """Chains that can share one batch: same networks, same sampler and categorical options, same device.
+
+    ``generation`` tells loads of the same model id apart: after a reload new requests start a new pool while the
+    old one drains on the old networks.
+    """
 
     model: str
     sampler: str
     options: Hashable
     device: str
+    generation: int = 0
 
 
 @dataclass(frozen=True)

@@ -170,8 +170,10 @@ async def test_api_keys(toy_models: Path, tmp_path: Path) -> None:
 
 async def test_admin_routes(tmp_path: Path) -> None:
     root = build(tmp_path / "models", failing=False)
-    async with serve(root, tmp_path / "data", admin_token="s3cret") as (client, _):
+    async with serve(root, tmp_path / "data", admin_token="s3cret") as (client, services):
         auth = {"authorization": "Bearer s3cret"}
+        hub = services.hub
+        before = hub.generation(hub.get("gauss@1")[0])
         assert (await client.post("/v1/admin/models/gauss/1:unload")).status_code == 401
         assert (await client.post("/v1/admin/models/gauss/1:unload", headers={"authorization": "Bearer x"})).status_code == 401
         r = await client.post("/v1/admin/models/gauss/1:unload", headers=auth)
@@ -182,6 +184,7 @@ async def test_admin_routes(tmp_path: Path) -> None:
         r = await client.post("/v1/admin/models/gauss/1:load", headers=auth)
         assert r.status_code == 409 and r.json()["error"]["type"] == "conflict"
         assert (await client.post("/v1/admin/models/gauss/1:reload", headers=auth)).status_code == 200
+        assert hub.generation(hub.get("gauss@1")[0]) != before  # new requests start a new pool
         assert (await client.post("/v1/admin/models/gauss/9:load", headers=auth)).status_code == 404
         r = await client.post("/v1/admin/models/image/1:calibrate", headers=auth)
         assert r.status_code == 200, r.text

@@ -40,11 +40,12 @@ def config(max_batch: int = 64, queue: int = 10**9, steps_per_iteration: int = 1
 
 def work(sampler: str = "mh", n: int = 4, seed: int = 0, steps: int = 20, pair: GanPair = GAUSS, model: str = "gauss@1",
          priority: Priority = Priority.INTERACTIVE, timeout_s: float | None = None, trace_every: int = 0,
-         options: object = None) -> Work:
+         options: object = None, params: dict[str, float] | None = None) -> Work:
     entry = SAMPLERS[sampler]
     opts = entry.options_cls() if options is None else options
     algo = _algo(sampler, pair, opts)
-    return Work(PoolKey(model, sampler, opts, "cpu"), algo, n, seed, steps, {}, priority, timeout_s, trace_every)
+    return Work(PoolKey(model, sampler, opts, "cpu"), algo, n, seed, steps, params or {}, priority, timeout_s,
+                trace_every)
 
 
 _ALGOS: dict[tuple[str, int, object], object] = {}

@@ -88,6 +88,35 @@ def test_same_seed_same_samples_alone_and_under_concurrent_load(sampler: str) ->
         e.stop()
 
 
+def test_per_row_params_and_lengths_share_one_batch() -> None:
+    """rep requests with different step sizes and chain lengths run in one pool, each as if alone."""
+    sizes = {1: 0.001, 2: 0.05, 3: 0.2}
+    lengths = {1: 12, 2: 25, 3: 40}
+    alone = engine()
+    try:
+        ref = {s: alone.submit(work("rep", n=3, seed=s, steps=lengths[s], params={"step_size": sizes[s]}))
+               .future.result(T) for s in sizes}
+    finally:
+        alone.stop()
+    rec = Recorder()
+    e = engine(observer=rec)
+    try:
+        rec.hold(lambda ev: True)
+        first = e.submit(work("rep", n=3, seed=1, steps=lengths[1], params={"step_size": sizes[1]}))
+        assert rec.held.wait(T)
+        rest = {s: e.submit(work("rep", n=3, seed=s, steps=lengths[s], params={"step_size": sizes[s]}))
+                for s in (2, 3)}
+        rec.release()
+        got = {1: first.future.result(T), **{s: t.future.result(T) for s, t in rest.items()}}
+        assert max(rec.rows()) == 9
+        for s in sizes:
+            assert result_equal(ref[s], got[s]), s
+            assert int(got[s].stats.proposals[0]) == lengths[s]
+        assert not torch.equal(got[1].output.z, got[2].output.z)
+    finally:
+        e.stop()
+
+
 def test_short_requests_finish_before_a_long_one_that_started_first() -> None:
     rec = Recorder()
     e = engine(observer=rec)
