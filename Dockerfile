@@ -47,5 +47,5 @@ VOLUME ["/var/lib/gansampler"]
 EXPOSE 8000
 # Ready = every configured model is ready or failed-and-reported, and at least one serves (docs/api.md).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"]
+    CMD ["python3", "-c", "import os, sys, urllib.request; port = os.environ.get('GANSAMPLER_PORT', '8000'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4).status != 200)"]
 CMD ["gansampler-server", "serve", "--host", "0.0.0.0"]
