@@ -48,7 +48,7 @@ def panel(kind: str, title: str, description: str, targets: list[Json], unit: st
 def stat(title: str, description: str, expr: str, unit: str, legend: str = "", w: int = 6,
          thresholds: list[tuple[str, float | None]] | None = None) -> Json:
     steps = [{"color": c, "value": v} for c, v in (thresholds or [("green", None)])]
-    p = panel("stat", title, description, [target(expr, legend, instant=True, range=False)], unit=unit, w=w, h=4,
+    p = panel("stat", title, description, [target(expr, legend)], unit=unit, w=w, h=4,
               thresholds={"mode": "absolute", "steps": steps})
     p["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                     "colorMode": "value", "graphMode": "area", "textMode": "auto", "justifyMode": "auto",
@@ -98,7 +98,8 @@ def panels() -> list[Json]:
         row("Overview"),
         stat("Samples / s", "Samples returned per second, all models and samplers.",
              f"sum(rate(gansampler_samples_total[{RI}]))", "ops"),
-        stat("MH acceptance", "Accepted / proposed MH moves over the selected models and samplers.",
+        stat("Acceptance (selected)", "Accepted / proposed moves over the selected models and samplers (choose "
+             "mh or rep above for an MH rate: drs and sir accept few candidates by design, ddls every step).",
              f"sum(rate(gansampler_mcmc_accepted_total{{{SEL}}}[{RI}]))"
              f"\n/ sum(rate(gansampler_mcmc_proposals_total{{{SEL}}}[{RI}]))", "percentunit",
              thresholds=[("red", None), ("orange", 0.05), ("green", 0.15)]),
