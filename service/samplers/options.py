@@ -90,6 +90,20 @@ class Options:
         return cls(**d)
 
     @classmethod
+    def from_defaults(cls, defaults: Mapping[str, object], overrides: Mapping[str, object] | None = None) -> Self:
+        """Options from a model's ``[samplers.<name>]`` table, overridden by a request's ``options``.
+
+        Only the table's keys that are options of this sampler are taken (``steps`` and numeric params are not
+        options); e.g. ``[samplers.drs] logit_max = 2.3`` becomes ``DrsOptions(logit_max=2.3)``. ``overrides`` is
+        validated like :meth:`from_dict` (unknown keys raise).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        merged = {k: v for k, v in defaults.items() if k in known}
+        over = cls.from_dict(overrides)  # validates the request's keys and values
+        merged.update({k: getattr(over, k) for k in (overrides or {})})
+        return cls(**merged)
+
+    @classmethod
     def describe(cls) -> dict[str, list[Any]]:
         """``{option: allowed values}`` for ``GET /v1/models`` (a number option lists its range instead)."""
         return {f.name: f.metadata["option"].describe() for f in dataclasses.fields(cls)}

@@ -110,3 +110,14 @@ def test_driver_bookkeeping() -> None:
     assert torch.equal(r.traces.logit[-1], r.output.logit)
     # a row stops changing once its length is reached
     assert torch.equal(r.traces.logit[:, 0], r.traces.logit[:1, 0].expand(4))
+
+
+def test_options_from_model_defaults() -> None:
+    from service.samplers import DrsOptions
+
+    table = {"steps": 100, "logit_max": 2.5, "step_size": 0.1}
+    assert DrsOptions.from_defaults(table) == DrsOptions(logit_max=2.5)
+    assert DrsOptions.from_defaults(table, {"logit_max": 1.0}) == DrsOptions(logit_max=1.0)
+    assert DrsOptions.from_defaults(table, {"gamma_shift": True}) == DrsOptions(logit_max=2.5, gamma_shift=True)
+    with pytest.raises(ValueError, match="logit_max"):
+        DrsOptions.from_defaults({"logit_max": "high"})
