@@ -14,8 +14,11 @@ Training (:func:`train_toy`), JS-GAN with the non-saturating G loss, Adam(β = (
 2. ``refine_steps`` further D updates with G frozen (the MH-GAN recipe of refining D for the final G): D moves
    towards the optimal d* = log p_d − log p_g of *this* G, which is what every sampler assumes.
 
-The GAN phase is deliberately short for ``gaussians25``: with a 2-D latent and a continuous G, raw samples
-under-cover some modes and fall between modes, while the refined D scores the modes well: room for the samplers.
+The GAN phase is deliberately short for ``gaussians25`` (3000 steps; 2000 left raw G at 6% HQ samples, 8000 at
+96%): with a 2-D latent and a continuous G, raw samples under-cover some modes and fall between modes, while the
+refined D scores the modes well: room for the samplers. Measured with the defaults and seed 0 (2500 raw samples,
+:mod:`service.zoo.quality` rules): HQ fraction 0.47, 16/25 modes covered, mode KL 0.59; held-out calibration AUC of
+D 0.97. The swiss roll (4000 + 1000 steps): HQ 0.77, 9/10 segments covered; AUC 0.95.
 
 The held-out split is a fresh sample set drawn from a separate stream (seed + ``HOLDOUT_SEED_OFFSET``) that the
 training loop never touches; it is used for calibration and MH's ``real`` init.
