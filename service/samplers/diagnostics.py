@@ -16,13 +16,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from service.samplers.driver import ChainStats, Traces
 
-ArrayLike = Tensor | np.ndarray
+ArrayLike = Any
+"""A tensor, a numpy array or nested lists of numbers."""
 MMD_MAX_POINTS = 2000
 """:func:`latent_mmd_to_prior` uses at most this many latents (its cost is quadratic)."""
 CURVE_MAX_POINTS = 200
@@ -35,10 +35,11 @@ def _num(v: float | Tensor) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _np(x: ArrayLike) -> np.ndarray:
+def _f64(x: ArrayLike) -> Tensor:
+    """A float64 CPU tensor (numpy arrays and lists are accepted without importing numpy)."""
     if isinstance(x, Tensor):
-        return x.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
+        return x.detach().to("cpu", torch.float64)
+    return torch.as_tensor(x, dtype=torch.float64)
 
 
 def chain_acceptance(stats: ChainStats) -> Tensor:
@@ -137,14 +138,24 @@ def sampler_summary(extras: Mapping[str, Tensor]) -> dict[str, Any]:
     return out
 
 
-def _autocovariance(x: np.ndarray) -> np.ndarray:
+def _autocovariance(x: Tensor) -> Tensor:
     """Autocovariance along the last axis by FFT, (..., N)."""
     n = x.shape[-1]
     m = 1 << (2 * n - 1).bit_length()
-    xc = x - x.mean(axis=-1, keepdims=True)
-    f = np.fft.rfft(xc, n=m, axis=-1)
-    acov = np.fft.irfft(f * np.conjugate(f), n=m, axis=-1)[..., :n]
+    xc = x - x.mean(dim=-1, keepdim=True)
+    f = torch.fft.rfft(xc, n=m, dim=-1)
+    acov = torch.fft.irfft(f * f.conj(), n=m, dim=-1)[..., :n]
     return acov / n
+
+
+def _chains(trace: ArrayLike) -> Tensor | None:
+    """(C, T) float64, or None when too short (T < 4) or not finite."""
+    x = _f64(trace)
+    if x.dim() == 1:
+        x = x[None]
+    if x.shape[1] < 4 or not bool(torch.isfinite(x).all()):
+        return None
+    return x
 
 
 def ess(trace: ArrayLike) -> float:
@@ -152,50 +163,46 @@ def ess(trace: ArrayLike) -> float:
     trace (T < 4).
 
     rho_k is the multi-chain autocorrelation (Gelman et al., BDA3 §11.5); the sum over lags is truncated by Geyer's
-    initial positive sequence and made monotone, and ESS = C·T / (−1 + 2 Σ_pairs P_k).
+    initial positive sequence and made monotone, and ESS = C·T / (−1 + 2 Σ_pairs P_k), capped at C·T·log10(C·T)
+    as in Stan.
     """
-    x = _np(trace)
-    if x.ndim == 1:
-        x = x[None]
-    c, n = x.shape
-    if n < 4 or not np.all(np.isfinite(x)):
+    x = _chains(trace)
+    if x is None:
         return float("nan")
+    c, n = x.shape
     acov = _autocovariance(x)
-    mean_var = acov[:, 0].mean() * n / (n - 1)
+    mean_var = float(acov[:, 0].mean()) * n / (n - 1)
     var_plus = mean_var * (n - 1) / n
     if c > 1:
-        var_plus += x.mean(axis=1).var(ddof=1)
+        var_plus += float(x.mean(dim=1).var(correction=1))
     if var_plus <= 0:
         return float("nan")
-    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
+    rho = 1.0 - (mean_var - acov.mean(dim=0)) / var_plus
     rho[0] = 1.0
     m = n - (n % 2)
     pairs = rho[0:m:2] + rho[1:m:2]
-    neg = np.nonzero(pairs < 0)[0]
-    if neg.size:
-        pairs = pairs[: neg[0]]
-    pairs = np.minimum.accumulate(pairs)
-    tau = -1.0 + 2.0 * pairs.sum()
-    return float(c * n / max(tau, 1.0 / np.log10(max(c * n, 10))))
+    neg = torch.nonzero(pairs < 0)
+    if neg.numel():
+        pairs = pairs[: int(neg[0, 0])]
+    pairs = torch.cummin(pairs, dim=0).values
+    tau = -1.0 + 2.0 * float(pairs.sum())
+    return float(c * n / max(tau, 1.0 / math.log10(max(c * n, 10))))
 
 
 def split_rhat(traces: ArrayLike) -> float:
     """Split-R̂ of (C, T) traces (each chain split into two halves). NaN when T < 4 or the traces are constant."""
-    x = _np(traces)
-    if x.ndim == 1:
-        x = x[None]
-    n = x.shape[1]
-    if n < 4 or not np.all(np.isfinite(x)):
+    x = _chains(traces)
+    if x is None:
         return float("nan")
+    n = x.shape[1]
     half = n // 2
-    s = np.concatenate([x[:, :half], x[:, n - half :]], axis=0)
-    means = s.mean(axis=1)
-    w = s.var(axis=1, ddof=1).mean()
-    b_over_n = means.var(ddof=1)
+    s = torch.cat([x[:, :half], x[:, n - half :]], dim=0)
+    w = float(s.var(dim=1, correction=1).mean())
+    b_over_n = float(s.mean(dim=1).var(correction=1))
     if w <= 0:
         return float("nan")
     var_plus = (half - 1) / half * w + b_over_n
-    return float(np.sqrt(var_plus / w))
+    return math.sqrt(var_plus / w)
 
 
 def latent_mmd_to_prior(z: Tensor, bandwidth2: float | None = None) -> float:

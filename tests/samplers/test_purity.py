@@ -20,3 +20,23 @@ print(json.dumps(sorted(k for k in sys.modules if k.split(".")[0] in {FORBIDDEN!
 def test_samplers_import_no_service_dependencies() -> None:
     out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_sampler_modules_import_only_torch_and_the_standard_library() -> None:
+    import ast
+    from pathlib import Path
+
+    import service.samplers
+
+    allowed = set(sys.stdlib_module_names) | {"torch", "service", "__future__"}
+    for path in Path(service.samplers.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+                assert not name.startswith("service.") or name.startswith("service.samplers"), f"{path.name}: {name}"
