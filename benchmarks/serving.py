@@ -71,23 +71,26 @@ def start_server(models: Path, data_dir: Path) -> tuple[subprocess.Popen[bytes],
     raise RuntimeError("server did not become ready")
 
 
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+def pct(values: list[tuple[float, float]], q: float, server: bool = False) -> float:
+    """The q-th percentile in ms of client latencies (or of the server's own total_s)."""
+    s = sorted(v[1] if server else v[0] for v in values)
+    return 1e3 * s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
-async def sample(client: httpx.AsyncClient, sampler: str, body: dict[str, Any]) -> float:
-    """One request; returns its latency in seconds (raises on a non-200)."""
+async def sample(client: httpx.AsyncClient, sampler: str, body: dict[str, Any]) -> tuple[float, float]:
+    """One request; returns (client latency, the server's own timing.total_s) in seconds. Raises on a non-200."""
     t0 = time.perf_counter()
     r = await client.post(f"/v1/samples/{sampler}", json={**body, "diagnostics": "none"})
     if r.status_code != 200:
         raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, float(r.json()["timing"]["total_s"])
 
 
-async def closed_loop(concurrency: int, total: int, one: Callable[[], Awaitable[float]]) -> list[float]:
-    """``concurrency`` clients issuing ``total`` requests back to back; all latencies."""
-    out: list[float] = []
+async def closed_loop(
+    concurrency: int, total: int, one: Callable[[], Awaitable[tuple[float, float]]]
+) -> list[tuple[float, float]]:
+    """``concurrency`` clients issuing ``total`` requests back to back; (client, server) latency of each."""
+    out: list[tuple[float, float]] = []
     left = total
 
     async def client_loop() -> None:
@@ -100,22 +103,31 @@ async def closed_loop(concurrency: int, total: int, one: Callable[[], Awaitable[
     return out
 
 
+def requester(
+    client: httpx.AsyncClient, sampler: str, body: dict[str, Any]
+) -> Callable[[], Awaitable[tuple[float, float]]]:
+    return lambda: sample(client, sampler, body)
+
+
 async def efficiency(client: httpx.AsyncClient, model: str, steps: int) -> dict[str, Any]:
     body = {"model": model, "steps": steps}
-    singles, many = [], []
+    singles, many, server_max = [], [], []
     for rep in range(EFFICIENCY_REPEATS):
         t0 = time.perf_counter()
         await sample(client, "mh", {**body, "n": EFFICIENCY_CLIENTS * EFFICIENCY_N, "seed": rep})
         singles.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        await asyncio.gather(*(sample(client, "mh", {**body, "n": EFFICIENCY_N, "seed": 1000 * rep + i})
-                               for i in range(EFFICIENCY_CLIENTS)))
+        got = await asyncio.gather(*(sample(client, "mh", {**body, "n": EFFICIENCY_N, "seed": 1000 * rep + i})
+                                     for i in range(EFFICIENCY_CLIENTS)))
         many.append(time.perf_counter() - t0)
+        server_max.append(max(server for _, server in got))
     samples = EFFICIENCY_CLIENTS * EFFICIENCY_N
     single_rate, many_rate = samples / statistics.median(singles), samples / statistics.median(many)
-    return {"samples": samples, "steps": steps, "one_request_s": statistics.median(singles),
-            "concurrent_s": statistics.median(many), "one_request_samples_per_s": single_rate,
-            "concurrent_samples_per_s": many_rate, "ratio": many_rate / single_rate}
+    return {"samples": samples, "steps": steps, "repeats": EFFICIENCY_REPEATS,
+            "one_request_s": statistics.median(singles), "concurrent_s": statistics.median(many),
+            "concurrent_slowest_server_total_s": statistics.median(server_max),
+            "one_request_samples_per_s": single_rate, "concurrent_samples_per_s": many_rate,
+            "ratio": many_rate / single_rate, "all_one_request_s": singles, "all_concurrent_s": many}
 
 
 async def latency(client: httpx.AsyncClient, model: str) -> list[dict[str, Any]]:
@@ -124,18 +136,18 @@ async def latency(client: httpx.AsyncClient, model: str) -> list[dict[str, Any]]
         for c in LATENCY_CONCURRENCY:
             body = {"model": model, "n": 1, **extra}
             t0 = time.perf_counter()
-            lat = await closed_loop(c, LATENCY_REQUESTS,
-                                    lambda body=body, sampler=sampler: sample(client, sampler, body))
+            lat = await closed_loop(c, LATENCY_REQUESTS, requester(client, sampler, body))
             wall = time.perf_counter() - t0
             rows.append({"sampler": sampler, "steps": extra.get("steps", 0), "concurrency": c,
-                         "p50_ms": 1e3 * pct(lat, 50), "p99_ms": 1e3 * pct(lat, 99), "req_per_s": len(lat) / wall})
+                         "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "server_p50_ms": pct(lat, 50, True),
+                         "server_p99_ms": pct(lat, 99, True), "req_per_s": len(lat) / wall})
     return rows
 
 
 async def mixed(client: httpx.AsyncClient, model: str) -> dict[str, Any]:
     body = {"model": model, **MIXED_SHORT}
 
-    def run() -> Awaitable[list[float]]:
+    def run() -> Awaitable[list[tuple[float, float]]]:
         return closed_loop(MIXED_CONCURRENCY, MIXED_REQUESTS, lambda: sample(client, "mh", body))
 
     alone = await run()
@@ -147,8 +159,9 @@ async def mixed(client: httpx.AsyncClient, model: str) -> dict[str, Any]:
     await client.delete(f"/v1/jobs/{job['id']}")
     return {"short": MIXED_SHORT, "job": MIXED_JOB, "job_state_after": state["state"],
             "job_progress_after": state["progress"],
-            "alone_p50_ms": 1e3 * pct(alone, 50), "alone_p99_ms": 1e3 * pct(alone, 99),
-            "with_job_p50_ms": 1e3 * pct(beside, 50), "with_job_p99_ms": 1e3 * pct(beside, 99)}
+            "alone_p50_ms": pct(alone, 50), "alone_p99_ms": pct(alone, 99),
+            "with_job_p50_ms": pct(beside, 50), "with_job_p99_ms": pct(beside, 99),
+            "alone_server_p99_ms": pct(alone, 99, True), "with_job_server_p99_ms": pct(beside, 99, True)}
 
 
 async def main_async(url: str, model: str, steps: int) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from service.api.sampling import Limits, prepare
 from service.api.schemas import SAMPLER_NAMES, SampleRequest, SampleResponse
 from service.engine.ticket import Priority
 
+INLINE_ENCODE_MAX_VALUES = 4096  # below this, encoding on the loop is cheaper than a thread hop
+
 router = APIRouter(prefix="/v1", tags=["samples"], dependencies=[Depends(require_api_key)])
 
 async def client_gone(receive: Receive) -> None:
@@ -49,7 +51,8 @@ async def create_samples(body: SampleRequest, request: Request, services: Servic
     if NPZ_MEDIA_TYPE in request.headers.get("accept", ""):
         data = await asyncio.to_thread(npz_body, prep, result, total)
         return Response(data, media_type=NPZ_MEDIA_TYPE)
-    payload = await asyncio.to_thread(response_body, prep, result, total)
+    small = prep.output == "array" and result.output.x.numel() <= INLINE_ENCODE_MAX_VALUES
+    payload = response_body(prep, result, total) if small else await asyncio.to_thread(response_body, prep, result, total)
     if payload["diagnostics"] is None:
         del payload["diagnostics"]
     return JSONResponse(payload)
