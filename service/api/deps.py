@@ -31,7 +31,7 @@ class Services:
         await self.loaded.wait()
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
@@ -45,7 +45,7 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-def require_api_key(request: Request, services: ServicesDep) -> None:
+async def require_api_key(request: Request, services: ServicesDep) -> None:
     keys = services.settings.api_keys
     if not keys:
         return
@@ -54,7 +54,7 @@ def require_api_key(request: Request, services: ServicesDep) -> None:
         raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
 
 
-def require_admin(request: Request, services: ServicesDep) -> None:
+async def require_admin(request: Request, services: ServicesDep) -> None:
     token = services.settings.admin_token
     if not token:
         raise Unauthorized("admin routes are disabled: set GANSAMPLER_ADMIN_TOKEN")
