@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,19 @@ from safetensors.torch import load_file
 from service.zoo import toy
 from service.zoo.digits import HOLDOUT_FRACTION, digits_split, split_indices
 from service.zoo.manifest import sha256_file
-from service.zoo.train import train
+from service.zoo.train import TRAIN_THREADS, train
 
 TINY_STEPS = 20
 TINY_REFINE = 5
+
+
+@pytest.fixture(autouse=True)
+def train_threads() -> Iterator[None]:
+    """Train as the CLI does, on TRAIN_THREADS threads (two spinning threads crawl on a loaded 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 def _weights(vdir: Path) -> dict[str, dict[str, torch.Tensor]]:
