@@ -4,6 +4,7 @@ Starts ``gansampler-server serve`` on a free loopback port over ``--models`` and
 
 1. efficiency: 64 concurrent clients each asking ``mh`` n=4 vs one request n=256, same steps, on the 2-D model.
    Ratio of aggregate samples/s (target ≥ 0.8: continuous batching makes 64 small requests nearly as cheap as one).
+   Measured over HTTP (clients, HTTP stack and engine) and in-process straight into the engine (batching alone).
 2. latency: p50/p99 of ``raw`` n=1 and ``mh`` n=1 at concurrency 1, 16 and 64.
 3. mixed: p50/p99 of short ``mh`` requests alone, then while a long job runs on the same model.
 
@@ -34,7 +35,7 @@ DEFAULT_MODEL = "gaussians25"
 DEFAULT_STEPS = 640  # MH-GAN's K, the demo models' default
 EFFICIENCY_CLIENTS = 64
 EFFICIENCY_N = 4
-EFFICIENCY_REPEATS = 3
+EFFICIENCY_REPEATS = 5
 LATENCY_CONCURRENCY = (1, 16, 64)
 LATENCY_REQUESTS = 128  # per (sampler, concurrency) point
 LATENCY_MH_STEPS = 100
@@ -130,6 +131,37 @@ async def efficiency(client: httpx.AsyncClient, model: str, steps: int) -> dict[
             "ratio": many_rate / single_rate, "all_one_request_s": singles, "all_concurrent_s": many}
 
 
+def engine_efficiency(models: Path, model: str, steps: int) -> dict[str, Any]:
+    """The same comparison in-process, straight into the engine (no HTTP): batching alone."""
+    from service.engine.engine import Engine, EngineConfig
+    from service.engine.ticket import PoolKey, Work
+    from service.registry import Registry
+    from service.samplers import SAMPLERS
+
+    loaded = Registry(models).load(model, max(int(p.name) for p in (models / model).iterdir() if p.name.isdigit()))
+    entry = SAMPLERS["mh"]
+    algo: Any = entry.cls(loaded.pair, entry.options_cls())
+    key = PoolKey(loaded.id, "mh", algo.options, "cpu")
+    engine = Engine(EngineConfig(("cpu",), 1024, 1, 0.5, 10**12, 1))
+    engine.start()
+    singles, many = [], []
+    try:
+        for rep in range(EFFICIENCY_REPEATS):
+            t0 = time.perf_counter()
+            engine.submit(Work(key, algo, EFFICIENCY_CLIENTS * EFFICIENCY_N, rep, steps)).future.result()
+            singles.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            tickets = [engine.submit(Work(key, algo, EFFICIENCY_N, 1000 * rep + i, steps))
+                       for i in range(EFFICIENCY_CLIENTS)]
+            for t in tickets:
+                t.future.result()
+            many.append(time.perf_counter() - t0)
+    finally:
+        engine.stop()
+    return {"steps": steps, "one_request_s": statistics.median(singles), "concurrent_s": statistics.median(many),
+            "ratio": statistics.median(singles) / statistics.median(many)}
+
+
 async def latency(client: httpx.AsyncClient, model: str) -> list[dict[str, Any]]:
     rows = []
     for sampler, extra in (("raw", {}), ("mh", {"steps": LATENCY_MH_STEPS})):
@@ -188,6 +220,7 @@ def main() -> int:
         try:
             t0 = time.perf_counter()
             res = asyncio.run(main_async(url, args.model, args.steps))
+            res["engine_efficiency"] = engine_efficiency(args.models, args.model, args.steps)
             res["meta"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": args.model,
                            "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.platform()}",
                            "python": platform.python_version(), "runtime_s": time.perf_counter() - t0,
