@@ -1,0 +1,315 @@
+"""Samples/s of every sampler next to its own hardware ceiling, per demo model and batch size.
+
+The ceiling is the bare network work the sampler cannot avoid, run with torch in the same loop structure, at the
+same batch size, in the same run (no random numbers, no accept logic, no bookkeeping):
+
+    raw                  1 x (G + D) forward
+    mh, sir              K + 1 (mh) or N (sir) x (G + D) forward
+    drs                  mean tries per output x (G + D) forward
+    rep, ddls            K + 1 x (G + D) forward + backward w.r.t. z
+
+(see ``speed_work.py``). ``ratio`` = sampler samples/s / ceiling samples/s (1.0: the sampler costs nothing beyond
+its networks), the median of per-round paired ratios. Long chains are timed shorter than their default length K
+(so that one timed call takes about ``--target-s``); both sides do the same evals per chain, and samples/s is
+quoted at the default K (linear in steps: samples/s = batch x evals timed / evals per output / seconds).
+
+The ``reference`` column is MH-GAN written the way the published reference code does it, one chain at a time:
+score the chain's K + 1 candidates in batches of 64 (images and scores copied to numpy), then the sequential
+accept loop in Python (timed on a multiple of 64 candidates and scaled to K). ``speed-up`` = our mh samples/s at
+that batch size over the reference's; ``ceiling speed-up`` = the most any batched mh could reach there.
+
+Usage::
+
+    python benchmarks/speed.py --quick                                  # < 1 minute (the smoke test runs this)
+    python benchmarks/speed.py --out benchmarks/speed_results.md        # full run, about 10 minutes on 2 cores
+    python benchmarks/speed.py --device cuda --batches 1 64 256 1024 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import (
+    DEMO_MODELS,
+    DemoModel,
+    fmt,
+    info_block,
+    interleaved,
+    machine_info,
+    markdown_table,
+    median,
+    paired_ratio,
+    timed,
+)
+from benchmarks.speed_work import (
+    GRAD_SAMPLERS,
+    REFERENCE_BATCH,
+    GCounter,
+    Samplers,
+    build,
+    ceiling_fn,
+    reference_mh_fn,
+)
+
+SAMPLER_NAMES = ("raw", "mh", "rep", "ddls", "drs", "sir")
+FULL_BATCHES = (1, 16, 64, 256, 1024)
+QUICK_BATCHES = (1, 64)
+QUICK_MODELS = ("gaussians25", "digits-dcgan")
+FULL_ROUNDS, QUICK_ROUNDS = 5, 3
+FULL_TARGET_S, QUICK_TARGET_S = 0.4, 0.03
+FULL_MAX_EVAL_S, QUICK_MAX_EVAL_S = 1.5, 0.05
+"""A batch size is skipped for a model when one ceiling evaluation there takes longer than this (time limit)."""
+QUICK_DRS_TRIES = 32
+MAX_INNER = 2000
+CALIBRATION_CALLS, QUICK_CALIBRATION_CALLS = 5, 2
+CALIBRATION_BUDGET_S = 1.0
+
+
+@dataclass
+class Row:
+    """One (model, sampler, batch) measurement. Times are medians over rounds, in seconds per timed call."""
+
+    model: str
+    sampler: str
+    batch: int
+    evals: int  # ceiling network evaluations per chain per call
+    inner: int  # calls of the sampler per timed call (one-shot kernels at small batch)
+    evals_per_output: float  # at the default chain length (K + 1, N, 1, DRS mean tries)
+    g_evals: float  # G rows the sampler evaluated per chain per call (counted)
+    sampler_s: float
+    ceiling_s: float
+    ratio: float  # sampler samples/s over ceiling samples/s, median of per-round pairs
+    sampler_samples_s: float
+    ceiling_samples_s: float
+    reference_samples_s: float | None = None  # mh rows: the per-chain reference loop at the default K
+
+    @property
+    def speedup(self) -> float | None:
+        r = self.reference_samples_s
+        return None if r is None else self.sampler_samples_s / r
+
+    @property
+    def ceiling_speedup(self) -> float | None:
+        """The most any batched mh could gain over the reference here: the ceiling's samples/s over its."""
+        r = self.reference_samples_s
+        return None if r is None else self.ceiling_samples_s / r
+
+
+def _calibrate(fn: Callable[[], object], device: torch.device, calls: int = CALIBRATION_CALLS) -> float:
+    """Fastest of a few calls after a warm-up (a first call at a new shape pays for allocation and caches)."""
+    fn()
+    best = spent = timed(fn, device)
+    for _ in range(calls - 1):
+        if spent > CALIBRATION_BUDGET_S:
+            break
+        t = timed(fn, device)
+        best, spent = min(best, t), spent + t
+    return best
+
+
+def measure(
+    model: DemoModel,
+    sampler: str,
+    batch: int,
+    *,
+    samplers: Samplers,
+    counter: GCounter,
+    device: torch.device,
+    rounds: int,
+    target_s: float,
+    max_eval_s: float,
+    reference: bool,
+) -> Row | None:
+    """Measure one configuration (``model`` wrapped by ``counter``), or None when one ceiling evaluation takes
+    longer than ``max_eval_s`` (too big for this machine's time budget)."""
+    calls = CALIBRATION_CALLS if rounds >= FULL_ROUNDS else QUICK_CALIBRATION_CALLS
+    t_eval = _calibrate(ceiling_fn(model.pair, batch, 1, sampler in GRAD_SAMPLERS, device), device, calls)
+    if t_eval > max_eval_s:
+        return None
+    # The sampler may cost far more per eval than its ceiling (small batches): size the timed calls by both.
+    t_probe = 0.0
+    if sampler != "drs":  # a DRS call runs until every row accepted; its length is not ours to choose
+        probe = build(samplers, model, sampler, batch, 2, device)
+        t_probe = _calibrate(probe.sampler, device, calls) / probe.evals
+    work = build(samplers, model, sampler, batch, max(1, round(target_s / max(t_eval, t_probe))), device)
+    t0 = time.perf_counter()
+    g_rows = counter.count(work.sampler) / batch
+    t_call = max(time.perf_counter() - t0, t_eval * work.evals)
+    inner = max(1, min(MAX_INNER, round(target_s / t_call)))
+
+    def repeat(fn: Callable[[], object]) -> Callable[[], None]:
+        def call() -> None:
+            for _ in range(inner):
+                fn()
+
+        return call
+
+    fns: dict[str, Callable[[], object]] = {"sampler": repeat(work.sampler), "ceiling": repeat(work.ceiling)}
+    k = samplers.default_steps(model, sampler)
+    ref_k = k
+    if reference and sampler == "mh":
+        per_batch = _calibrate(reference_mh_fn(model.pair, REFERENCE_BATCH - 1, device), device, calls)
+        ref_k = min(k, REFERENCE_BATCH * max(1, round(target_s / per_batch)) - 1)
+        fns["reference"] = reference_mh_fn(model.pair, ref_k, device)
+    times = interleaved(fns, rounds, device)
+    ratio = paired_ratio(times["ceiling"], times["sampler"]) * work.sampler_fraction / work.ceiling_fraction
+    s_s, c_s = median(times["sampler"]), median(times["ceiling"])
+    return Row(
+        model=model.name,
+        sampler=sampler,
+        batch=batch,
+        evals=work.evals,
+        inner=inner,
+        evals_per_output=work.evals_per_output,
+        g_evals=g_rows,
+        sampler_s=s_s,
+        ceiling_s=c_s,
+        ratio=ratio,
+        sampler_samples_s=batch * inner * work.sampler_fraction / s_s,
+        ceiling_samples_s=batch * inner * work.ceiling_fraction / c_s,
+        reference_samples_s=(ref_k + 1) / (k + 1) / median(times["reference"]) if "reference" in times else None,
+    )
+
+
+def run_benchmark(
+    models: Sequence[DemoModel],
+    samplers: Sequence[str],
+    batches: Sequence[int],
+    *,
+    device: torch.device,
+    rounds: int,
+    target_s: float,
+    max_eval_s: float,
+    reference: bool = True,
+    drs_tries: int | None = None,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+) -> list[Row]:
+    rows: list[Row] = []
+    built = Samplers(drs_tries)
+    counter = GCounter()
+    for model in models:
+        counted = counter.wrap(model)
+        for batch in batches:
+            for sampler in samplers:
+                row = measure(
+                    counted, sampler, batch, samplers=built, counter=counter, device=device, rounds=rounds,
+                    target_s=target_s, max_eval_s=max_eval_s, reference=reference,
+                )
+                if row is None:
+                    log(f"{model.name} {sampler} batch {batch}: skipped (one evaluation > {max_eval_s} s)")
+                    continue
+                log(f"{model.name:>12} {sampler:>4} batch {batch:>5}: ratio {row.ratio:.3f}"
+                    + (f", {row.speedup:.1f}x the reference" if row.speedup is not None else ""))
+                rows.append(row)
+    return rows
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}x"
+
+
+def report(rows: Sequence[Row], models: Sequence[DemoModel], info: dict[str, str]) -> str:
+    out = ["## Machine", "", info_block(info), ""]
+    for model in models:
+        mrows = [r for r in rows if r.model == model.name]
+        if not mrows:
+            continue
+        out += [f"## {model.name} ({model.source})", ""]
+        table = [
+            [
+                r.sampler, r.batch, f"{r.evals}" + (f" x {r.inner}" if r.inner > 1 else ""), f"{r.g_evals:.3g}",
+                fmt(r.evals_per_output), fmt(r.sampler_samples_s), fmt(r.ceiling_samples_s), f"{r.ratio:.2f}",
+                fmt(r.reference_samples_s), _x(r.speedup), _x(r.ceiling_speedup),
+            ]
+            for r in mrows
+        ]
+        out.append(markdown_table(
+            ["sampler", "batch", "evals timed", "G evals/chain", "evals/output", "samples/s", "ceiling samples/s",
+             "ratio", "reference samples/s", "speed-up", "ceiling speed-up"],
+            table,
+        ))
+        out.append("")
+    return "\n".join(out)
+
+
+def summary(rows: Sequence[Row], batch: int) -> str:
+    """Ratio per (model, sampler) at one batch size, and mh's speed-up over the reference loop."""
+    models = list(dict.fromkeys(r.model for r in rows))
+    samplers = list(dict.fromkeys(r.sampler for r in rows))
+    table = []
+    for m in models:
+        cells: list[str] = [m]
+        speed = "-"
+        for s in samplers:
+            hit = [r for r in rows if r.model == m and r.sampler == s and r.batch == batch]
+            cells.append(f"{hit[0].ratio:.2f}" if hit else "-")
+            if hit and hit[0].speedup is not None:
+                speed = f"{hit[0].speedup:.1f}x"
+        table.append([*cells, speed])
+    return markdown_table(["model", *samplers, "mh speed-up vs reference"], table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small batches and short measurements (< 1 minute)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--models", nargs="+", choices=list(DEMO_MODELS),
+                   help=f"default: all ({', '.join(QUICK_MODELS)} with --quick)")
+    p.add_argument("--samplers", nargs="+", default=list(SAMPLER_NAMES), choices=list(SAMPLER_NAMES))
+    p.add_argument("--batches", nargs="+", type=int, help=f"default {FULL_BATCHES} ({QUICK_BATCHES} with --quick)")
+    p.add_argument("--rounds", type=int, help=f"interleaved timing rounds (default {FULL_ROUNDS}; quick {QUICK_ROUNDS})")
+    p.add_argument("--target-s", type=float, help="seconds one measured call should take")
+    p.add_argument("--max-eval-s", type=float, help="skip a batch size when one ceiling evaluation takes longer")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads before measuring")
+    p.add_argument("--drs-tries", type=int, help=f"DRS max tries per output (default: the model's; quick {QUICK_DRS_TRIES})")
+    p.add_argument("--no-reference", action="store_true", help="skip the per-chain reference MH-GAN loop")
+    p.add_argument("--summary-batch", type=int, default=256, help="batch size of the summary table")
+    p.add_argument("--out", type=Path, help="write the markdown report here (default: stdout)")
+    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    q = args.quick
+    batches = args.batches or (QUICK_BATCHES if q else FULL_BATCHES)
+    rounds = args.rounds or (QUICK_ROUNDS if q else FULL_ROUNDS)
+    target_s = args.target_s or (QUICK_TARGET_S if q else FULL_TARGET_S)
+    max_eval_s = args.max_eval_s or (QUICK_MAX_EVAL_S if q else FULL_MAX_EVAL_S)
+    torch.manual_seed(0)
+    models = [DEMO_MODELS[name](device) for name in args.models or (QUICK_MODELS if q else list(DEMO_MODELS))]
+    info = machine_info(device)
+    rows = run_benchmark(
+        models, args.samplers, batches, device=device, rounds=rounds, target_s=target_s, max_eval_s=max_eval_s,
+        reference=not args.no_reference, drs_tries=args.drs_tries or (QUICK_DRS_TRIES if q else None),
+    )
+    text = "\n".join([
+        report(rows, models, info),
+        f"## Summary: ratio to ceiling at batch {args.summary_batch}", "",
+        summary(rows, args.summary_batch), "",
+    ])
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "rows": [asdict(r) for r in rows]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

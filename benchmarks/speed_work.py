@@ -1,0 +1,197 @@
+"""What ``speed.py`` times: a sampler through ``run_chains``, its bare-network ceiling, and the reference MH-GAN loop.
+
+Network evaluations ("evals") per chain, and how a sampler's ``n_steps`` maps onto them:
+
+    raw             1 eval, n_steps 0                      (one-shot)
+    mh, rep, ddls   n_steps + 1 evals                      (init + one proposal per step); K + 1 per output
+    sir             n_steps evals                          (init is candidate 1); N per output
+    drs             until every row accepted               rows run masked until the last row accepts; the
+                                                           ceiling is the mean number of tries per output
+
+rep and ddls evaluate forward + backward w.r.t. z; the others forward only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks._common import DemoModel
+from service.samplers.base import GanPair
+from service.samplers.rng import Streams
+
+GRAD_SAMPLERS = frozenset({"rep", "ddls"})
+SEED = 1234
+
+REFERENCE_BATCH = 64
+"""The published MH-GAN code scores each chain's candidates in batches of 64 (10 batches = 640 candidates)."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """One (model, sampler, batch) configuration, ready to time.
+
+    sampler, ceiling: the two calls to time against each other.
+    evals:            ceiling evaluations per chain per call.
+    sampler_fraction, ceiling_fraction: the fraction of one finished output each chain gets per call, so that
+                      samples/s = batch * fraction / seconds (1.0 for a full run; evals / evals-per-output for a
+                      chain timed shorter than its default length).
+    evals_per_output: evals one output costs at the default length (K + 1, N, 1, or DRS's mean tries).
+    """
+
+    sampler: Callable[[], object]
+    ceiling: Callable[[], None]
+    evals: int
+    sampler_fraction: float
+    ceiling_fraction: float
+    evals_per_output: float
+
+
+def ceiling_fn(pair: GanPair, batch: int, evals: int, grad: bool, device: torch.device) -> Callable[[], None]:
+    """``evals`` x (G + D) forward (and backward w.r.t. z when ``grad``) on one fixed latent batch."""
+    z = torch.randn(batch, *pair.latent_shape, device=device)
+
+    def forward() -> None:
+        with torch.no_grad():
+            for _ in range(evals):
+                pair.logit(pair.generator(z))
+
+    def with_grad() -> None:
+        with torch.enable_grad():
+            for _ in range(evals):
+                zg = z.detach().requires_grad_(True)
+                logit = pair.logit(pair.generator(zg)).reshape(-1)
+                torch.autograd.grad(logit.sum(), zg)
+
+    return with_grad if grad else forward
+
+
+class Samplers:
+    """Builds sampler objects once per (model, sampler) — DRS estimates its max logit on a pilot batch when it is
+    built, as a served model does once per pool — with the model's manifest defaults (steps, params, logit_max)."""
+
+    def __init__(self, drs_tries: int | None = None) -> None:
+        self._algos: dict[tuple[str, str], Any] = {}
+        self.drs_tries = drs_tries  # overrides DRS's max tries per output (quick runs)
+
+    def algo(self, model: DemoModel, sampler: str) -> Any:
+        from service.samplers import SAMPLERS
+
+        key = (model.name, sampler)
+        if key not in self._algos:
+            entry = SAMPLERS[sampler]
+            opts = {k: v for k, v in model.sampler_defaults.get(sampler, {}).items() if k == "logit_max"}
+            self._algos[key] = entry.cls(model.pair, entry.options_cls.from_dict(opts))
+        return self._algos[key]
+
+    def default_steps(self, model: DemoModel, sampler: str) -> int:
+        algo = self.algo(model, sampler)
+        if sampler == "drs" and self.drs_tries is not None:
+            return self.drs_tries
+        return int(model.sampler_defaults.get(sampler, {}).get("steps", algo.default_steps))
+
+    def params(self, model: DemoModel, sampler: str, batch: int, device: torch.device) -> Any:
+        algo = self.algo(model, sampler)
+        names = {s.name for s in algo.param_specs}
+        values = {k: torch.tensor(float(v)) for k, v in model.sampler_defaults.get(sampler, {}).items() if k in names}
+        return algo.make_params(values, batch, device)
+
+    def run_fn(self, model: DemoModel, sampler: str, batch: int, n_steps: int, device: torch.device
+               ) -> Callable[[], Any]:
+        """One request's worth of work through the in-process driver: params, streams and ``run_chains``."""
+        from service.samplers.driver import run_chains
+
+        algo = self.algo(model, sampler)
+
+        def run() -> Any:
+            params = self.params(model, sampler, batch, device)
+            return run_chains(algo, Streams.for_request(SEED, batch, device), params, n_steps)
+
+        return run
+
+
+def evals_per_output(sampler: str, k: int) -> int:
+    if sampler == "raw":
+        return 1
+    return k if sampler == "sir" else k + 1
+
+
+def n_steps_for(sampler: str, evals: int) -> int:
+    if sampler == "raw":
+        return 0
+    return evals if sampler == "sir" else evals - 1
+
+
+def build(samplers: Samplers, model: DemoModel, sampler: str, batch: int, evals: int, device: torch.device) -> Work:
+    """The sampler and its ceiling, both doing ``evals`` network evaluations per chain (DRS: see module doc)."""
+    grad = sampler in GRAD_SAMPLERS
+    k = samplers.default_steps(model, sampler)
+    if sampler == "drs":
+        run = samplers.run_fn(model, sampler, batch, k, device)
+        tries = float(run().extras["tries"].float().mean())
+        ceil_evals = max(1, round(tries))
+        return Work(run, ceiling_fn(model.pair, batch, ceil_evals, grad, device), ceil_evals, 1.0,
+                    ceil_evals / tries, tries)
+    if sampler == "raw":
+        evals = 1
+    per_output = evals_per_output(sampler, k)
+    evals = min(evals, per_output)
+    frac = evals / per_output
+    return Work(samplers.run_fn(model, sampler, batch, n_steps_for(sampler, evals), device),
+                ceiling_fn(model.pair, batch, evals, grad, device), evals, frac, frac, per_output)
+
+
+def reference_mh_fn(pair: GanPair, k: int, device: torch.device) -> Callable[[], int]:
+    """One MH-GAN chain the way the published code runs it: score the chain's K + 1 candidates in batches of 64
+    (images and scores copied to numpy), then the sequential accept loop in Python over the K proposals."""
+    rng = np.random.RandomState(SEED)
+
+    def chain() -> int:
+        scores = []
+        with torch.no_grad():
+            for start in range(0, k + 1, REFERENCE_BATCH):
+                n = min(REFERENCE_BATCH, k + 1 - start)
+                x = pair.generator(torch.randn(n, *pair.latent_shape, device=device))
+                x.cpu().numpy()  # the reference keeps every candidate image on the host
+                scores.append(pair.logit(x).reshape(-1).cpu().numpy())
+        s = np.concatenate(scores).astype(np.float64)
+        picked, current = 0, float(s[0])
+        for i in range(1, k + 1):
+            new = float(s[i])
+            if math.log(rng.rand()) < new - current:  # log alpha = d~(x') - d~(x_k)
+                picked, current = i, new
+        return picked
+
+    return chain
+
+
+class GCounter:
+    """Counts the G rows evaluated while ``on``; wraps a model's generator (both timed sides call it alike)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.on = False
+
+    def wrap(self, model: DemoModel) -> DemoModel:
+        g = model.pair.generator
+
+        def generator(z: torch.Tensor) -> torch.Tensor:
+            if self.on:
+                self.rows += int(z.shape[0])
+            return g(z)
+
+        return replace(model, pair=model.pair._replace(generator=generator))
+
+    def count(self, fn: Callable[[], object]) -> int:
+        """G rows evaluated by one call of ``fn``."""
+        self.rows, self.on = 0, True
+        try:
+            fn()
+        finally:
+            self.on = False
+        return self.rows
