@@ -152,6 +152,8 @@ def measure(
 
 
 def fmt(v: Any) -> str:
+    if isinstance(v, float) and v != v:
+        return "-"  # NaN: no proposals (raw)
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}"
     return str(v)
