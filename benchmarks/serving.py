@@ -78,13 +78,56 @@ def pct(values: list[tuple[float, float]], q: float, server: bool = False) -> fl
     return 1e3 * s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
-async def sample(client: httpx.AsyncClient, sampler: str, body: dict[str, Any]) -> tuple[float, float]:
+class LoopbackClient:
+    """A minimal keep-alive HTTP/1.1 client over asyncio streams, one connection per concurrent request.
+
+    The load generator runs on the same cores as the server; a general-purpose client (httpx) spends several ms of
+    CPU per request with 64 connections open, which would be measured as server latency. This one does only what
+    the benchmark needs: POST a JSON body, read a Content-Length response.
+    """
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        while self._idle:
+            conn = self._idle.pop()
+            try:
+                return await self._post(conn, path, body)
+            except (asyncio.IncompleteReadError, ConnectionError):  # the server closed an idle keep-alive
+                conn[1].close()
+        return await self._post(await asyncio.open_connection(self.host, self.port), path, body)
+
+    async def _post(
+        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], path: str, body: dict[str, Any]
+    ) -> tuple[int, bytes]:
+        reader, writer = conn
+        data = json.dumps(body).encode()
+        writer.write(f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n"
+                     f"content-length: {len(data)}\r\n\r\n".encode() + data)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(v) for k, _, v in (ln.partition(":") for ln in lines[1:]) if k.lower() == "content-length")
+        payload = await reader.readexactly(length)
+        self._idle.append(conn)
+        return status, payload
+
+    async def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+async def sample(client: LoopbackClient, sampler: str, body: dict[str, Any]) -> tuple[float, float]:
     """One request; returns (client latency, the server's own timing.total_s) in seconds. Raises on a non-200."""
     t0 = time.perf_counter()
-    r = await client.post(f"/v1/samples/{sampler}", json={**body, "diagnostics": "none"})
-    if r.status_code != 200:
-        raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
-    return time.perf_counter() - t0, float(r.json()["timing"]["total_s"])
+    status, payload = await client.post(f"/v1/samples/{sampler}", {**body, "diagnostics": "none"})
+    if status != 200:
+        raise RuntimeError(f"{status}: {payload[:200]!r}")
+    return time.perf_counter() - t0, float(json.loads(payload)["timing"]["total_s"])
 
 
 async def closed_loop(
@@ -105,12 +148,12 @@ async def closed_loop(
 
 
 def requester(
-    client: httpx.AsyncClient, sampler: str, body: dict[str, Any]
+    client: LoopbackClient, sampler: str, body: dict[str, Any]
 ) -> Callable[[], Awaitable[tuple[float, float]]]:
     return lambda: sample(client, sampler, body)
 
 
-async def efficiency(client: httpx.AsyncClient, model: str, steps: int) -> dict[str, Any]:
+async def efficiency(client: LoopbackClient, model: str, steps: int) -> dict[str, Any]:
     body = {"model": model, "steps": steps}
     singles, many, server_max = [], [], []
     for rep in range(EFFICIENCY_REPEATS):
@@ -162,7 +205,7 @@ def engine_efficiency(models: Path, model: str, steps: int) -> dict[str, Any]:
             "ratio": statistics.median(singles) / statistics.median(many)}
 
 
-async def latency(client: httpx.AsyncClient, model: str) -> list[dict[str, Any]]:
+async def latency(client: LoopbackClient, model: str) -> list[dict[str, Any]]:
     rows = []
     for sampler, extra in (("raw", {}), ("mh", {"steps": LATENCY_MH_STEPS})):
         for c in LATENCY_CONCURRENCY:
@@ -176,19 +219,19 @@ async def latency(client: httpx.AsyncClient, model: str) -> list[dict[str, Any]]
     return rows
 
 
-async def mixed(client: httpx.AsyncClient, model: str) -> dict[str, Any]:
+async def mixed(client: LoopbackClient, http: httpx.AsyncClient, model: str) -> dict[str, Any]:
     body = {"model": model, **MIXED_SHORT}
 
     def run() -> Awaitable[list[tuple[float, float]]]:
         return closed_loop(MIXED_CONCURRENCY, MIXED_REQUESTS, lambda: sample(client, "mh", body))
 
     alone = await run()
-    job = (await client.post("/v1/jobs", json={"sampler": "mh", "model": model, **MIXED_JOB})).json()
-    while (await client.get(f"/v1/jobs/{job['id']}")).json()["state"] == "queued":
+    job = (await http.post("/v1/jobs", json={"sampler": "mh", "model": model, **MIXED_JOB})).json()
+    while (await http.get(f"/v1/jobs/{job['id']}")).json()["state"] == "queued":
         await asyncio.sleep(0.05)
     beside = await run()
-    state = (await client.get(f"/v1/jobs/{job['id']}")).json()
-    await client.delete(f"/v1/jobs/{job['id']}")
+    state = (await http.get(f"/v1/jobs/{job['id']}")).json()
+    await http.delete(f"/v1/jobs/{job['id']}")
     return {"short": MIXED_SHORT, "job": MIXED_JOB, "job_state_after": state["state"],
             "job_progress_after": state["progress"],
             "alone_p50_ms": pct(alone, 50), "alone_p99_ms": pct(alone, 99),
@@ -197,11 +240,15 @@ async def mixed(client: httpx.AsyncClient, model: str) -> dict[str, Any]:
 
 
 async def main_async(url: str, model: str, steps: int) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
-        await sample(client, "mh", {"model": model, "n": 4, "steps": 10})  # warm the connection pool and caches
-        return {"efficiency": await efficiency(client, model, steps), "latency": await latency(client, model),
-                "mixed": await mixed(client, model)}
+    client = LoopbackClient(url)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S) as http:
+            await asyncio.gather(*(sample(client, "mh", {"model": model, "n": 4, "steps": 10})
+                                   for _ in range(EFFICIENCY_CLIENTS)))  # open the connections, warm the caches
+            return {"efficiency": await efficiency(client, model, steps), "latency": await latency(client, model),
+                    "mixed": await mixed(client, http, model)}
+    finally:
+        await client.close()
 
 
 def main() -> int:
