@@ -13,6 +13,7 @@ from service.api.errors import ERROR_TABLE, Unauthorized, error_body
 from service.api.hub import ModelHub
 from service.config import Settings
 from service.engine.engine import Engine
+from service.engine.jobs import JobManager
 from service.engine.stats import StatsSink
 
 
@@ -24,7 +25,7 @@ class Services:
     sink: StatsSink
     engine: Engine
     hub: ModelHub
-    jobs: Any  # service.engine.jobs.JobManager
+    jobs: JobManager
     loaded: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_loaded(self) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, NamedTuple
 
+from service.config import Settings
 from service.engine.admission import AdmissionController
 from service.engine.errors import Cancelled, DeadlineExceeded
 from service.engine.stats import Gauges, NullSink, StatsSink
@@ -32,8 +33,9 @@ class EngineConfig(NamedTuple):
     retry_after_s: int
 
     @staticmethod
-    def from_settings(settings: object) -> EngineConfig:
-        return EngineConfig(*(getattr(settings, f if f != "devices" else "device") for f in EngineConfig._fields))
+    def from_settings(s: Settings) -> EngineConfig:
+        return EngineConfig(s.devices, s.max_batch_chains, s.steps_per_iteration, s.job_batch_fraction,
+                            s.max_queue_chain_steps, s.retry_after_s)
 
 
 class Engine:
