@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,7 +52,9 @@ class RequestContext:
 
         try:
             self._check_body_headers(scope, headers)
-            await self.app(scope, self._limited(receive), send_wrapper)
+            if scope["method"] in BODY_METHODS and b"content-length" not in headers:
+                receive = await self._buffered(receive)  # chunked: enforce the limit before the app reads it
+            await self.app(scope, receive, send_wrapper)
         except Exception as exc:
             if status["started"]:
                 raise
@@ -75,16 +76,23 @@ class RequestContext:
         if has_body and not _is_json(ctype):
             raise UnsupportedMediaType(f"request body must be application/json, got content-type {ctype or 'none'!r}")
 
-    def _limited(self, receive: Receive) -> Receive:
-        seen = {"n": 0}
-        limit = self.max_body_bytes
-
-        async def wrapped() -> Any:
+    async def _buffered(self, receive: Receive) -> Receive:
+        """Read a body of unknown length up to ``max_body_bytes`` (TooLarge beyond), then replay it."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen["n"] += len(message.get("body", b""))
-                if seen["n"] > limit:
-                    raise TooLarge(f"request body must be <= {limit} bytes (max_body_bytes), got more")
-            return message
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body_bytes:
+                raise TooLarge(f"request body must be <= {self.max_body_bytes} bytes (max_body_bytes), got more")
+            if not message.get("more_body", False):
+                break
+        replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        return wrapped
+        async def replayed() -> Message:
+            return replay.pop() if replay else await receive()
+
+        return replayed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -123,6 +124,26 @@ async def test_unknown_route_and_job_are_404_with_the_error_body(api: tuple[http
     for path in ("/v1/nothing", "/v1/jobs/job_0123456789abcdef", "/v1/jobs/..%2f..%2fetc"):
         r = await client.get(path)
         assert r.status_code == 404 and r.json()["error"]["type"] == "not_found", path
+
+
+async def test_oversized_chunked_body_is_413(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "gauss", "n": 1, "options": {"x": "'
+        for _ in range(DEFAULT_MAX_BODY_BYTES // 1000 + 1):
+            yield b"a" * 1000
+        yield b'"}}'
+
+    r = await client.post("/v1/samples/mh", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "too_large"
+
+    async def small() -> AsyncIterator[bytes]:
+        yield b'{"model": "gauss", '
+        yield b'"n": 2, "steps": 5}'
+
+    r = await client.post("/v1/samples/mh", content=small(), headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
 
 
 async def test_request_id_is_echoed(api: tuple[httpx.AsyncClient, Services]) -> None:
