@@ -1,0 +1,185 @@
+"""Samples/s through the real HTTP server next to the in-process rate, one n = 256 request at a time.
+
+Starts ``gansampler-server serve`` on a free loopback port over a temporary copy of the chosen demo models, then
+for every (model, sampler) alternates, round by round, one HTTP request (``POST /v1/samples/{sampler}``, n = 256,
+``Accept: application/x-npz``) with the same work in this process (``run_chains`` on the same registry model,
+same steps, params and options). ``ratio`` = HTTP samples/s / in-process samples/s, the median of per-round
+pairs (target >= 0.8). The server's own ``timing.compute_s`` is reported beside it, to split the gap into engine
+(compute_s vs in-process) and transport (client wall vs compute_s: queueing, HTTP, encoding).
+
+Usage::
+
+    python benchmarks/speed_http.py                       # about 3 minutes on 2 cores
+    python benchmarks/speed_http.py --models gaussians25 --samplers mh --steps 640 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import (
+    DEFAULT_MODELS_DIR,
+    fmt,
+    info_block,
+    machine_info,
+    markdown_table,
+    median,
+    registry_model,
+)
+from benchmarks.speed_work import Samplers
+
+HTTP_N = 256
+HTTP_STEPS = 64
+"""Chain length of the HTTP comparison: long enough that one request is compute-bound, short enough to repeat."""
+HTTP_MODELS = ("gaussians25", "digits-dcgan")
+HTTP_SAMPLERS = ("raw", "mh", "rep", "ddls", "drs", "sir")
+ROUNDS = 5
+START_TIMEOUT_S = 180.0
+REQUEST_TIMEOUT_S = 600.0
+SEED = 1234
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(models_dir: Path, data_dir: Path, threads: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """``gansampler-server serve`` on a free loopback port; returns once ``/readyz`` answers 200.
+
+    ``threads`` sets the server's intra-op threads (OMP_NUM_THREADS / MKL_NUM_THREADS), to match this process.
+    """
+    import httpx
+
+    port = _free_port()
+    exe = shutil.which("gansampler-server")
+    cmd = [exe] if exe else [sys.executable, "-m", "service.cli"]
+    cmd += ["serve", "--models", str(models_dir), "--port", str(port), "--data-dir", str(data_dir),
+            "--log-level", "warning"]
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {' '.join(cmd)}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def http_sample(client: object, url: str, model: str, sampler: str, n: int, steps: int) -> tuple[float, float]:
+    """(client wall seconds, server compute_s) of one request; checks the body holds n samples."""
+    body = {"model": model, "n": n, "seed": SEED, "output": "array", "diagnostics": "summary"}
+    if steps:
+        body["steps"] = steps
+    t0 = time.perf_counter()
+    r = client.post(f"{url}/v1/samples/{sampler}", json=body,  # type: ignore[attr-defined]
+                    headers={"accept": "application/x-npz"}, timeout=REQUEST_TIMEOUT_S)
+    wall = time.perf_counter() - t0
+    if r.status_code != 200:
+        raise RuntimeError(f"{sampler} on {model}: HTTP {r.status_code}: {r.text[:300]}")
+    npz = np.load(io.BytesIO(r.content))
+    if npz["samples"].shape[0] != n:
+        raise RuntimeError(f"{sampler} on {model}: {npz['samples'].shape[0]} samples, expected {n}")
+    meta = json.loads(npz["meta.json"].tobytes())
+    return wall, float(meta["timing"]["compute_s"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import httpx
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=list(HTTP_MODELS))
+    p.add_argument("--samplers", nargs="+", default=list(HTTP_SAMPLERS), choices=list(HTTP_SAMPLERS))
+    p.add_argument("--n", type=int, default=HTTP_N)
+    p.add_argument("--steps", type=int, default=HTTP_STEPS)
+    p.add_argument("--rounds", type=int, default=ROUNDS)
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    p.add_argument("--threads", type=int, help="torch threads here and in the server (default: torch's)")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device("cpu")
+    info = machine_info(dev)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "models"
+        for name in args.models:
+            shutil.copytree(args.models_dir / name, root / name)
+        proc, url = start_server(root, Path(tmp) / "data", args.threads)
+        try:
+            samplers = Samplers()
+            with httpx.Client() as client:
+                for name in args.models:
+                    model = registry_model(name, dev, root)
+                    assert model is not None
+                    for sampler in args.samplers:
+                        steps = 0 if sampler == "raw" else args.steps
+                        run = samplers.run_fn(model, sampler, args.n, steps, dev)
+                        run()
+                        http_sample(client, url, name, sampler, args.n, steps)  # warm-up (pool, caches)
+                        walls, computes, local = [], [], []
+                        for r in range(args.rounds):
+                            order = (0, 1) if r % 2 == 0 else (1, 0)
+                            for which in order:
+                                if which == 0:
+                                    w, c = http_sample(client, url, name, sampler, args.n, steps)
+                                    walls.append(w)
+                                    computes.append(c)
+                                else:
+                                    t0 = time.perf_counter()
+                                    run()
+                                    local.append(time.perf_counter() - t0)
+                        ratio = median([lo / w for lo, w in zip(local, walls, strict=True)])
+                        rows.append([name, sampler, args.n, steps, fmt(args.n / median(local)),
+                                     fmt(args.n / median(walls)), fmt(median(computes) * 1e3),
+                                     fmt(median(walls) * 1e3), f"{ratio:.2f}"])
+                        print(f"{name} {sampler}: HTTP/in-process {ratio:.2f}", file=sys.stderr, flush=True)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    text = "\n".join([
+        "## Machine", "", info_block(info), "",
+        f"## HTTP vs in-process, n = {args.n}, median of {args.rounds} interleaved rounds", "",
+        markdown_table(["model", "sampler", "n", "steps", "in-process samples/s", "HTTP samples/s",
+                        "server compute ms", "HTTP wall ms", "ratio"], rows), "",
+    ])
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

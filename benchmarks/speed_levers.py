@@ -1,0 +1,316 @@
+"""Speed levers that need no change to the service, each measured against eager torch in the same run.
+
+Network levers, on the ceilings of ``speed.py`` (one (G + D) forward = mh/drs/sir; forward + backward w.r.t. z =
+rep/ddls), per model and batch size:
+
+- ``torch.compile`` of G and of the calibrated logit function (inductor; compile time reported separately),
+- channels_last memory format (convolutional models),
+- ``torch.set_num_threads(1)`` instead of the default,
+- onnxruntime for the forward-only ceiling (G and D exported to ONNX in a temp dir, numpy in and out, as the
+  registry's ONNX backend calls it),
+- bf16 autocast on CPU.
+
+Random-number levers, per MH step (a latent normal draw + an accept-test uniform): the current
+``service.samplers.rng``, the same hash with the per-chain and per-step key prefixes computed once (a prototype,
+bit-identical), and ``torch.compile`` of the two draws.
+
+Each lever reports the median time, its speed-up over eager and the largest absolute difference of the logits (or
+of the random numbers: 0 means bit-identical). Keep only what pays.
+
+Usage::
+
+    python benchmarks/speed_levers.py                                   # about 5 minutes on 2 cores
+    python benchmarks/speed_levers.py --models digits-dcgan --batches 256 --skip-compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import DEMO_MODELS, DemoModel, fmt, info_block, interleaved, machine_info, markdown_table
+from benchmarks._common import median as _median
+from service.samplers import rng
+from service.samplers.rng import Streams
+
+BATCHES = (64, 256)
+ROUNDS = 5
+TARGET_S = 0.3
+RNG_BATCHES = (1, 64, 256, 1024)
+
+Fn = Callable[[Tensor], Tensor]
+
+
+class _Module(nn.Module):
+    """A function as an nn.Module, for the ONNX exporter."""
+
+    def __init__(self, fn: Fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+
+def _modules(fn: Fn) -> list[nn.Module]:
+    """nn.Modules reachable from a pair function (a module itself, or a closure's cells)."""
+    if isinstance(fn, nn.Module):
+        return [fn]
+    found: list[nn.Module] = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        v = cell.cell_contents
+        if isinstance(v, nn.Module):
+            found.append(v)
+        elif callable(v) and v is not fn:
+            found += _modules(v)
+    return found
+
+
+@contextlib.contextmanager
+def _channels_last(fns: Sequence[Fn]) -> Iterator[None]:
+    mods = [m for f in fns for m in _modules(f)]
+    for m in mods:
+        m.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for m in mods:
+            m.to(memory_format=torch.contiguous_format)
+
+
+def forward_fn(g: Fn, d: Fn, z: Tensor, grad: bool) -> Callable[[], Tensor]:
+    def fwd() -> Tensor:
+        with torch.no_grad():
+            return d(g(z)).reshape(-1)
+
+    def fwd_bwd() -> Tensor:
+        zg = z.detach().requires_grad_(True)
+        logit = d(g(zg)).reshape(-1)
+        torch.autograd.grad(logit.sum(), zg)
+        return logit.detach()
+
+    return fwd_bwd if grad else fwd
+
+
+def onnx_fn(model: DemoModel, z: Tensor, tmp: Path) -> Callable[[], Tensor]:
+    import warnings
+
+    import onnxruntime as ort
+
+    pair = model.pair
+    x = pair.generator(z[:2])
+    sessions = []
+    for name, fn, example in (("g", pair.generator, z[:2]), ("d", pair.logit, x)):
+        path = tmp / f"{model.name}-{name}.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Module(fn), (example,), str(path), dynamo=False, input_names=["in"],
+                              output_names=["out"], dynamic_axes={"in": {0: "b"}, "out": {0: "b"}})
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        sessions.append(ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]))
+    sg, sd = sessions
+    z_np = z.contiguous().numpy()
+
+    def run() -> Tensor:
+        x = sg.run(None, {"in": z_np})[0]
+        return torch.from_numpy(sd.run(None, {"in": x})[0]).reshape(-1)
+
+    return run
+
+
+def _threads(n: int, fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
+    def run() -> Tensor:
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+
+    return run
+
+
+def _repeat(fn: Callable[[], Tensor], n: int) -> Callable[[], Tensor]:
+    def run() -> Tensor:
+        out = fn()
+        for _ in range(n - 1):
+            out = fn()
+        return out
+
+    return run
+
+
+def network_levers(model: DemoModel, batch: int, grad: bool, compile_: bool, tmp: Path) -> list[list[str]]:
+    dev = torch.device("cpu")
+    pair = model.pair
+    z = torch.randn(batch, *pair.latent_shape, generator=torch.Generator().manual_seed(0))
+    eager = forward_fn(pair.generator, pair.logit, z, grad)
+    ref = eager()
+    t0 = time.perf_counter()
+    eager()
+    reps = max(1, round(TARGET_S / max(time.perf_counter() - t0, 1e-6)))
+    cands: dict[str, Callable[[], Tensor]] = {"eager": eager}
+    notes: dict[str, str] = {}
+    if compile_:
+        cg, cd = torch.compile(pair.generator), torch.compile(pair.logit)
+        f = forward_fn(cg, cd, z, grad)
+        t0 = time.perf_counter()
+        f()
+        notes["torch.compile"] = f"compile {time.perf_counter() - t0:.1f} s"
+        cands["torch.compile"] = f
+    if model.image_side:
+        cands["channels_last"] = eager  # timed inside the context below
+    cands["1 thread"] = _threads(1, eager)
+    if not grad:
+        cands["onnxruntime"] = onnx_fn(model, z, tmp)
+    cands["bf16 autocast"] = lambda: _bf16(eager)
+    diffs: dict[str, float] = {}
+    for name, f in cands.items():
+        with _channels_last([pair.generator, pair.logit]) if name == "channels_last" else contextlib.nullcontext():
+            diffs[name] = float((f().float() - ref).abs().max())
+    timed_fns = {n: _repeat(f, reps) for n, f in cands.items() if n != "channels_last"}
+    times = interleaved(timed_fns, ROUNDS, dev)
+    if "channels_last" in cands:
+        with _channels_last([pair.generator, pair.logit]):
+            times["channels_last"] = interleaved({"cl": _repeat(eager, reps)}, ROUNDS, dev)["cl"]
+    base = _median(times["eager"])
+    rows = []
+    for name in cands:
+        t = _median(times[name]) / reps
+        rows.append([model.name, batch, "fwd+bwd" if grad else "fwd", name, fmt(t * 1e3), f"{base / reps / t:.2f}x",
+                     f"{diffs[name]:.1e}", notes.get(name, "")])
+    return rows
+
+
+def _bf16(fn: Callable[[], Tensor]) -> Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return fn()
+
+
+# ------------------------------------------------------------------------------------------------ random numbers
+
+
+def _prefix(streams: Streams) -> tuple[Tensor, Tensor]:
+    """The key lanes after (seed, chain): constant for a chain, so computable once per request."""
+    seed, chain = streams.seed, streams.chain
+    a = torch.full_like(seed, 0x243F6A88)
+    b = torch.full_like(seed, 0x85A308D3)
+    for p in (seed & rng._M32, (seed >> 32) & rng._M32, chain & rng._M32, (chain >> 32) & rng._M32):
+        a = rng._mix(a ^ p)
+        b = rng._mix((b + 0x9E3779B9 + p) & rng._M32)
+    return a, b
+
+
+def _absorb(ab: tuple[Tensor, Tensor], parts: Sequence[Tensor | int]) -> tuple[Tensor, Tensor]:
+    a, b = ab
+    for p in parts:
+        a = rng._mix(a ^ p)
+        b = rng._mix((b + 0x9E3779B9 + p) & rng._M32)
+    return a, b
+
+
+def cached_step_draws(prefix: tuple[Tensor, Tensor], t: Tensor, latent: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """mh's two draws at step t (normal, draw 1; uniform, draw 2) from a cached (seed, chain) prefix."""
+    import math
+
+    ab_t = _absorb(prefix, (t & rng._M32, (t >> 32) & rng._M32))
+    out = []
+    for draw, n in ((1, 2 * ((math.prod(latent) + 1) // 2)), (2, 1)):
+        a, b = _absorb(ab_t, (draw,))
+        e = torch.arange(n, dtype=torch.int64)
+        out.append(rng._mix(rng._mix(a[:, None] ^ e[None, :]) ^ b[:, None]))
+    hn, hu = out
+    n = math.prod(latent)
+    u1 = (hn[:, 0::2].to(torch.float64) + 0.5) * (2.0**-32)
+    u2 = hn[:, 1::2].to(torch.float64) * (2.0**-32)
+    r, theta = torch.sqrt(-2.0 * torch.log(u1)), (2.0 * math.pi) * u2
+    normal = torch.stack((r * torch.cos(theta), r * torch.sin(theta)), dim=2).reshape(len(t), -1)[:, :n]
+    uniform = ((hu[:, 0] >> 8).to(torch.float64) + 0.5) * (2.0**-24)
+    return normal.reshape(len(t), *latent).float(), uniform.float()
+
+
+def rng_levers(batches: Sequence[int], latent: tuple[int, ...], compile_: bool) -> list[list[str]]:
+    dev = torch.device("cpu")
+    rows = []
+    compiled = torch.compile(lambda st, t: (rng.normal(st, t, 1, latent), rng.uniform(st, t, 2)), dynamic=False)
+    for batch in batches:
+        st = Streams.for_request(7, batch)
+        t = torch.full((batch,), 5, dtype=torch.int64)
+        prefix = _prefix(st)
+
+        def current(st: Streams = st, t: Tensor = t) -> tuple[Tensor, Tensor]:
+            return rng.normal(st, t, 1, latent), rng.uniform(st, t, 2)
+
+        ref = current()
+        cands: dict[str, Callable[[], tuple[Tensor, Tensor]]] = {
+            "rng (current)": current,
+            "cached key prefix": lambda p=prefix, t=t: cached_step_draws(p, t, latent),
+        }
+        if compile_:
+            cands["torch.compile"] = lambda st=st, t=t: compiled(st, t)
+        diffs = {}
+        for name, f in cands.items():
+            out = f()
+            diffs[name] = max(float((a - b).abs().max()) for a, b in zip(out, ref, strict=True))
+        reps = 20
+        times = interleaved({n: _repeat(f, reps) for n, f in cands.items()}, ROUNDS, dev)  # type: ignore[arg-type]
+        base = _median(times["rng (current)"])
+        for name in cands:
+            tm = _median(times[name])
+            rows.append([batch, "x".join(map(str, latent)), name, fmt(tm / reps * 1e6), f"{base / tm:.2f}x",
+                         f"{diffs[name]:.1e}"])
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=list(DEMO_MODELS), choices=list(DEMO_MODELS))
+    p.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
+    p.add_argument("--skip-compile", action="store_true", help="leave out torch.compile (slow to compile)")
+    p.add_argument("--no-grad-levers", action="store_true", help="forward ceiling only")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    compile_ = not args.skip_compile
+    info = machine_info(torch.device("cpu"))
+    net_rows = []
+    latents = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            model = DEMO_MODELS[name](torch.device("cpu"))
+            latents.append(tuple(model.pair.latent_shape))
+            for batch in args.batches:
+                for grad in (False,) if args.no_grad_levers else (False, True):
+                    net_rows += network_levers(model, batch, grad, compile_, Path(tmp))
+                    print(f"{name} batch {batch} {'fwd+bwd' if grad else 'fwd'} done", file=sys.stderr, flush=True)
+    rng_rows = []
+    for latent in dict.fromkeys(latents):
+        rng_rows += rng_levers(RNG_BATCHES, latent, compile_)
+    text = "\n".join([
+        "## Machine", "", info_block(info), "",
+        f"## Network levers (median of {ROUNDS} interleaved rounds; ms per evaluation of the whole batch)", "",
+        markdown_table(["model", "batch", "work", "lever", "ms", "speed-up", "max |Δ logit|", "note"], net_rows),
+        "",
+        "## Random-number levers (µs per MH step: one latent normal draw + one uniform)", "",
+        markdown_table(["batch", "latent", "lever", "µs", "speed-up", "max |Δ|"], rng_rows), "",
+    ])
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
