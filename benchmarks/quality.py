@@ -81,8 +81,8 @@ def load_classifier(root: Path) -> clf.DigitsClassifier:
 
 def run_sampler(
     loaded: Any, sampler: str, n: int, seed: int, steps: int | None, extra_params: dict[str, float] | None = None
-) -> tuple[ChainRun, int, str]:
-    """Run n chains of ``sampler`` with the model's defaults; returns (run, chain length, settings string)."""
+) -> tuple[ChainRun, int, str, bool]:
+    """Run n chains of ``sampler`` with the model's defaults; returns (run, chain length, settings, exact)."""
     entry = SAMPLERS[sampler]
     defaults = dict(loaded.sampler_defaults(sampler))
     opts: dict[str, Any] = {}
@@ -96,7 +96,7 @@ def run_sampler(
     run = run_chains(algo, Streams.for_request(seed, n), params, 0 if sampler == "raw" else length)
     shown = {**opts, **values}
     settings = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-    return run, (0 if sampler == "raw" else length), settings
+    return run, (0 if sampler == "raw" else length), settings, bool(algo.exact())
 
 
 def acceptance(run: ChainRun) -> float:
@@ -139,9 +139,10 @@ def measure(
     extra: dict[str, float] | None = None,
 ) -> Row:
     t0 = time.perf_counter()
-    run, length, settings = run_sampler(loaded, sampler, n, seed, steps, extra)
+    run, length, settings, algo_exact = run_sampler(loaded, sampler, n, seed, steps, extra)
     secs = time.perf_counter() - t0
     q = quality(run.output.x)
+    q["exact"] = algo_exact
     if sampler == "drs" and "exhausted" in run.extras:
         q["exhausted"] = float(run.extras["exhausted"].float().mean())
     if sampler == "sir" and "ess" in run.extras:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -74,3 +76,15 @@ def test_classifier_is_accurate_on_the_held_out_split() -> None:
 def test_demo_models_stay_small() -> None:
     total = sum(p.stat().st_size for p in MODELS.rglob("*") if p.is_file())
     assert total < MAX_MODELS_BYTES
+
+
+@pytest.mark.slow
+def test_quality_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "q.md"
+    script = MODELS.parent / "benchmarks" / "quality.py"
+    args = ["--models", "gaussians25", "--samplers", "raw", "mh", "ddls", "--steps", "4", "--sweep", "1e-4"]
+    subprocess.run([sys.executable, str(script), *args, "--out", str(out)], check=True, cwd=MODELS.parent, timeout=300)
+    text = out.read_text()
+    assert "| gaussians25@1 | mh |" in text
+    assert "exact=False" in text  # ddls is flagged biased
+    assert "DDLS step size sweep on gaussians25@1" in text
