@@ -56,7 +56,9 @@ class Settings(BaseSettings):
 
     models_dir: Path = DEFAULT_MODELS_DIR
     device: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(DEFAULT_DEVICE,), description="devices to serve on: 'cpu', 'cuda:0', or a comma list 'cuda:0,cuda:1'"
+        default=(DEFAULT_DEVICE,),
+        description="devices to serve on: 'cpu', 'cuda:0', or a comma list 'cuda:0,cuda:1' (one worker each; "
+        "'cpu:0,cpu:1' runs two CPU workers)",
     )
     host: str = DEFAULT_HOST
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
@@ -98,8 +100,10 @@ class Settings(BaseSettings):
         if not v:
             raise ValueError("device must name at least one device, e.g. 'cpu' or 'cuda:0'")
         for d in v:
-            if d != "cpu" and not (d.startswith("cuda") or d.startswith("mps")):
-                raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'mps', got {d!r}")
+            if not (d == "cpu" or d.startswith(("cpu:", "cuda", "mps"))):
+                raise ValueError(f"device must be 'cpu[:i]', 'cuda[:i]' or 'mps', got {d!r}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"device lists a device twice: {list(v)}")
         return v
 
     @property

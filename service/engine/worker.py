@@ -156,6 +156,7 @@ class DeviceWorker:
                 plan.append(Admission(t, t.admitted, count))
                 t.admitted += count
                 self.waiting_chains -= count
+                self.active_chains += count  # exact again at the end of the iteration
                 free -= count
                 if prio == Priority.JOB:
                     job_room -= count

@@ -180,3 +180,23 @@ async def test_failing_model_fails_its_requests_only(toy_models: Path, tmp_path:
         again = await client.post("/v1/samples/mh", json={"model": "failing", "n": 3, "steps": 20})
         assert again.status_code == 200  # the pool is rebuilt, the server is up
         assert (await client.get("/livez")).status_code == 200
+
+
+async def test_two_devices_share_the_load_and_give_the_same_samples(toy_models: Path, tmp_path: Path) -> None:
+    """Two device workers (two CPU 'devices'): requests are placed on the less loaded one; a seed's samples do not
+    depend on the device."""
+    rec = Recorder()
+    async with serve(toy_models, tmp_path, observer=rec, device=("cpu:0", "cpu:1")) as (client, services):
+        assert set(services.engine.workers) == {"cpu:0", "cpu:1"}
+        info = (await client.get("/v1/models/gauss")).json()
+        assert info["device"] == "cpu:0,cpu:1"
+        rec.hold(lambda ev: True)
+        first = post(client, "mh", {"model": "gauss", "n": 4, "steps": 30, "seed": 9}, headers=NPZ)
+        await wait(rec.held)  # cpu:0 (or cpu:1) is busy with the first request
+        all_in = submitted(rec, 2)
+        second = post(client, "mh", {"model": "gauss", "n": 4, "steps": 30, "seed": 9}, headers=NPZ)
+        await wait(all_in)
+        rec.release()
+        a, b = await first, await second
+        assert {ev.key.device for ev in rec.steps} == {"cpu:0", "cpu:1"}
+        assert np.array_equal(np.load(io.BytesIO(a.content))["samples"], np.load(io.BytesIO(b.content))["samples"])
