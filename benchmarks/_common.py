@@ -10,6 +10,7 @@ Timing rules every benchmark here keeps (the machine is shared, so absolute numb
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -149,11 +150,22 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
+def _malloc_trim() -> None:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(name).malloc_trim(0)
+
+
 class PeakMemory:
     """Context manager: ``peak_bytes`` above the memory in use at entry.
 
-    CPU: resets the kernel's peak-RSS mark (``echo 5 > /proc/self/clear_refs``) and reads ``VmHWM``, so it
-    counts every allocation of the process (torch, numpy, Python), at page granularity.
+    CPU: returns freed heap pages to the OS (glibc ``malloc_trim``), resets the kernel's peak-RSS mark
+    (``echo 5 > /proc/self/clear_refs``) and reads ``VmHWM``, so it counts every allocation of the process (torch,
+    numpy, Python), at page granularity. Linux only.
     CUDA: ``torch.cuda.max_memory_allocated`` above the allocation at entry (the caching allocator's view).
     """
 
@@ -168,6 +180,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         else:
+            _malloc_trim()  # give freed heap pages back, or a reused free list would hide the block's peak
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
             self._base = _status_kib("VmRSS") * 1024
