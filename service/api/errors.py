@@ -118,7 +118,9 @@ def error_response(exc: BaseException, request_id: str | None = None) -> JSONRes
     status, type_ = lookup(exc)
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
-    if retry_after is None and status in (429, 503):
+    # a model that failed to load stays failed until an operator acts: retrying it cannot help
+    failed = getattr(exc, "state", None) == "failed"
+    if retry_after is None and status in (429, 503) and not failed:
         retry_after = DEFAULT_RETRY_AFTER_S
     if retry_after is not None:
         headers["Retry-After"] = str(int(retry_after))

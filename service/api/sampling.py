@@ -67,7 +67,8 @@ def prepare(
     if not ok:
         raise UnsupportedPairError(sampler, reason or "not supported by this model")
     try:
-        options = entry.options_cls.from_dict(dict(req.options))
+        # the model's [samplers.<name>] option keys (e.g. drs logit_max from calibrate) under the request's options
+        options = entry.options_cls.from_defaults(model.sampler_defaults(sampler), dict(req.options))
     except SamplerParamError as e:
         raise InvalidRequest(str(e), f"options.{e.param}") from e
     defaults = dict(model.sampler_defaults(sampler))

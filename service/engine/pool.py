@@ -164,7 +164,9 @@ class ChainPool:
         keep = ~done
         self.batch = _select(b, keep) if bool(keep.any()) else None
         st = fin.stats
-        rates = (st.acceptance_sum / st.proposals.clamp(min=1)).float().cpu()
+        # chains that made no proposal (raw) have no acceptance rate: leave them out of the histogram
+        proposed = st.proposals > 0
+        rates = (st.acceptance_sum[proposed] / st.proposals[proposed]).float().cpu()
         finished = ChainsFinished(
             model=self.key.model,
             sampler=self.key.sampler,

@@ -55,7 +55,7 @@ async def calibrate(name: str, version: int, services: ServicesDep, method: Cali
     from service.registry.calibrate import calibrate_version
 
     e = services.hub.entry(f"{name}@{version}")
-    res = await asyncio.to_thread(calibrate_version, e.path, method)
+    res = await asyncio.to_thread(calibrate_version, e.path, method, device=services.hub.devices[0])
     await asyncio.to_thread(services.hub.reload, name, version)
     result = _describe(services, name, version, "calibrate")
     result.calibration = {"method": res.calibration.method, **res.report._asdict(), "logit_max": res.logit_max}

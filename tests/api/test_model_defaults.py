@@ -1,0 +1,54 @@
+"""Per-model sampler defaults reach the sampler, failed models are not advertised as retryable, and chains without
+proposals stay out of the acceptance histogram."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.metrics import PrometheusSink
+from tests.api.conftest import serve
+from tests.api.toy_registry import gauss
+
+
+async def test_drs_takes_logit_max_from_the_manifest(tmp_path: Path) -> None:
+    # 3.25 is far from any pilot estimate on the analytic pair, so the assertion tells the two apart
+    gauss(tmp_path / "models", samplers={"drs": {"logit_max": 3.25}})
+    async with serve(tmp_path / "models", tmp_path / "data") as (client, services):
+        r = await client.post("/v1/samples/drs", json={"model": "gauss", "n": 4, "seed": 1, "steps": 8})
+        assert r.status_code == 200, r.text
+        algos = [a for key, a in services.hub._algos.items() if key[3] == "drs"]
+        assert [a.options.logit_max for a in algos] == [3.25]
+        # a request's own option still wins over the manifest
+        r = await client.post("/v1/samples/drs", json={"model": "gauss", "n": 4, "seed": 1, "steps": 8,
+                                                        "options": {"logit_max": 5.0}})
+        assert r.status_code == 200, r.text
+        assert sorted(a.options.logit_max for key, a in services.hub._algos.items() if key[3] == "drs") == [3.25, 5.0]
+
+
+async def test_failed_model_503_has_no_retry_after(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    gauss(root)
+    bad = gauss(root, name="broken")
+    (bad / "generator.safetensors").write_bytes(b"corrupt")
+    async with serve(root, tmp_path / "data") as (client, _):
+        r = await client.post("/v1/samples/mh", json={"model": "broken", "n": 1})
+        assert r.status_code == 503
+        assert "retry-after" not in r.headers  # retrying cannot help until an operator fixes the files
+
+
+async def test_raw_chains_are_not_in_the_acceptance_histogram(tmp_path: Path) -> None:
+    gauss(tmp_path / "models")
+    sink = PrometheusSink()
+    async with serve(tmp_path / "models", tmp_path / "data", sink=sink) as (client, _):
+        for sampler in ("raw", "mh"):
+            r = await client.post(f"/v1/samples/{sampler}", json={"model": "gauss", "n": 3, "seed": 2, "steps": 5})
+            assert r.status_code == 200, r.text
+    counts = {}
+    for fam in text_string_to_metric_families(sink.render()[0].decode()):
+        for s in fam.samples:
+            if s.name == "gansampler_chain_acceptance_ratio_count":
+                counts[s.labels["sampler"]] = s.value
+    assert counts.get("mh") == 3
+    assert counts.get("raw", 0) == 0
