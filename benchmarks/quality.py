@@ -9,8 +9,8 @@ Then DDLS is swept over its step size eps on every model.
 
 Metrics (:mod:`service.zoo.quality`): for the 2-D models the HQ fraction (within 4 sigma of a mode / the roll),
 modes covered (>= 10% of the uniform share of HQ samples) and KL(mode histogram ‖ uniform); for digits the
-Fréchet distance in the digits classifier's features against the held-out real split, classes covered and
-KL(predicted-class histogram ‖ uniform). Acceptance is the mean over chains of (Σ min(1, alpha)) / proposals.
+Fréchet distance and k-NN precision / recall in the digits classifier's features against the held-out real split,
+classes covered and KL(predicted-class histogram ‖ uniform). Acceptance is the mean over chains of (Σ min(1, alpha)) / proposals.
 
 One CPU thread (``BENCH_THREADS``) so the numbers do not depend on the machine's load.
 """
@@ -124,7 +124,13 @@ def digits_quality(classifier: clf.DigitsClassifier, real: Tensor) -> Callable[[
             f = classifier.features(x.float())
             pred = classifier.head(f).argmax(1)
         r = class_report(f.numpy(), pred, real_feat)
-        return {"fd": r.frechet, "classes": f"{r.classes_covered}/{r.n_classes}", "kl": r.class_kl}
+        return {
+            "fd": r.frechet,
+            "precision": r.precision,
+            "recall": r.recall,
+            "classes": f"{r.classes_covered}/{r.n_classes}",
+            "kl": r.class_kl,
+        }
 
     return q
 
@@ -210,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             real = loaded.pair.real
             assert real is not None, f"{name} has no holdout"
             quality = digits_quality(load_classifier(CLASSIFIER_ROOT), real)
-            keys, budget = ["fd", "classes", "kl"], DIGITS_BUDGET
+            keys, budget = ["fd", "precision", "recall", "classes", "kl"], DIGITS_BUDGET
         steps = budget.steps if args.steps is None else args.steps
         rows = [measure(loaded, s, budget.n, args.seed, steps, quality) for s in args.samplers]
         for r in rows:

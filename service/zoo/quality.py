@@ -18,6 +18,10 @@ Digits are scored in the penultimate features of the digits classifier (:mod:`se
   ``‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2 (Σ1^½ Σ2 Σ1^½)^½)``, computed with symmetric eigendecompositions (numpy only).
 - **Class coverage**: classes predicted for at least ``min_count`` samples (same default rule, K = 10), and the KL
   of the predicted-class histogram to uniform (sklearn's digits are balanced to within 2%).
+- **Precision / recall** (Kynkäänniemi et al., 2019) in the same features: precision is the fraction of samples
+  inside the union of the real points' k-NN balls (radius: distance to the k-th nearest other real point), recall
+  the fraction of real points inside the samples' k-NN balls; k = ``PR_NEIGHBOURS``. FD mixes the two; a sampler
+  that sharpens quality at the cost of diversity raises precision and lowers recall.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import Tensor
 
 HQ_SIGMAS = 4.0
 COVER_FRACTION = 0.1
+PR_NEIGHBOURS = 3
 
 
 class ModeTarget(NamedTuple):
@@ -60,10 +65,13 @@ class ModeReport(NamedTuple):
 
 
 class ClassReport(NamedTuple):
-    """Quality of a digits sample set: Fréchet distance, classes covered, KL of the class histogram to uniform."""
+    """Quality of a digits sample set: Fréchet distance, precision / recall, classes covered, KL of the class
+    histogram to uniform."""
 
     n: int
     frechet: float
+    precision: float
+    recall: float
     classes_covered: int
     n_classes: int
     class_kl: float
@@ -145,6 +153,28 @@ def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
     return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * tr_sqrt)
 
 
+def _knn_radius(points: Tensor, k: int) -> Tensor:
+    """(N,) distance from each point to its k-th nearest other point."""
+    d = torch.cdist(points, points)
+    return d.kthvalue(k + 1, dim=1).values  # the 1st smallest is the point itself (0)
+
+
+def _coverage(queries: Tensor, centres: Tensor, radii: Tensor) -> float:
+    inside = torch.cdist(queries, centres) <= radii[None, :]
+    return float(inside.any(dim=1).double().mean())
+
+
+def precision_recall(features: np.ndarray, real_features: np.ndarray, k: int = PR_NEIGHBOURS) -> tuple[float, float]:
+    """(precision, recall) of sample features (N, F) against real features (M, F); see the module doc."""
+    f = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    r = torch.as_tensor(np.asarray(real_features), dtype=torch.float64)
+    if f.dim() != 2 or r.dim() != 2 or f.shape[1] != r.shape[1]:
+        raise ValueError(f"features must be (N, F) with equal F, got {tuple(f.shape)} and {tuple(r.shape)}")
+    if min(f.shape[0], r.shape[0]) <= k:
+        raise ValueError(f"need more than k = {k} points on each side, got {f.shape[0]} and {r.shape[0]}")
+    return _coverage(f, r, _knn_radius(r, k)), _coverage(r, f, _knn_radius(f, k))
+
+
 def class_report(
     features: np.ndarray,
     predicted: Tensor,
@@ -156,9 +186,12 @@ def class_report(
     n = int(predicted.numel())
     mc = default_min_count(n, n_classes) if min_count is None else min_count
     counts = torch.bincount(predicted.reshape(-1).long(), minlength=n_classes)
+    precision, recall = precision_recall(features, real_features)
     return ClassReport(
         n=n,
         frechet=frechet_distance(features, real_features),
+        precision=precision,
+        recall=recall,
         classes_covered=int((counts >= mc).sum()),
         n_classes=n_classes,
         class_kl=kl_to_uniform(counts),

@@ -14,6 +14,7 @@ from service.zoo.quality import (
     frechet_distance,
     kl_to_uniform,
     mode_report,
+    precision_recall,
 )
 from service.zoo.toy import (
     GRID_SIGMA,
@@ -141,3 +142,17 @@ def test_class_report_balanced_and_collapsed() -> None:
     assert r2.classes_covered == 1
     assert r2.class_kl == pytest.approx(math.log(10))
     assert r2.frechet == pytest.approx(8.0, abs=1e-6)
+
+
+def test_precision_recall_of_known_sets() -> None:
+    rng = np.random.default_rng(2)
+    real = rng.standard_normal((400, 3))
+    assert precision_recall(real, real) == (1.0, 1.0)
+    far = real + 100.0
+    assert precision_recall(far, real) == (0.0, 0.0)
+    collapsed = np.repeat(real[:1], 400, axis=0) + 1e-6 * rng.standard_normal((400, 3))
+    precision, recall = precision_recall(collapsed, real)
+    assert precision == 1.0  # every sample is a realistic point...
+    assert recall < 0.05  # ...but they cover almost none of the real set
+    with pytest.raises(ValueError, match="more than k"):
+        precision_recall(real[:3], real)
