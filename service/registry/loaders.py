@@ -140,6 +140,30 @@ def _check_export_eval(gm: nn.Module, manifest_path: Path, field: str) -> None:
             )
 
 
+def _check_export_batch(program: Any, manifest_path: Path, field: str) -> None:
+    """The archive's input must have a dynamic batch dimension: chains are batched in any number.
+
+    ``torch.export.export(net, (x,))`` without ``dynamic_shapes`` bakes ``x``'s batch size into the graph, which then
+    fails on any other batch with a bare ``Guard failed`` deep inside the sampler; refuse it here with the fix.
+    """
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in user_inputs:
+            continue
+        val = node.meta.get("val")
+        shape = getattr(val, "shape", None)
+        if shape is None or len(shape) == 0 or not isinstance(shape[0], int):
+            continue
+        raise ManifestError(
+            manifest_path,
+            f"{field}.file",
+            f"exported with a fixed batch size {shape[0]} (input {node.name!r} of shape {list(shape)}); "
+            "export with a dynamic batch dimension: torch.export.export(net.eval(), (x,), "
+            "dynamic_shapes=({0: torch.export.Dim('batch')},)) with x of batch >= 2, "
+            "or use `gansampler-server export` / service.registry.export.export_network",
+        )
+
+
 def _torch_network(net: nn.Module, device: str, backend: str) -> Network:
     net = freeze(net.to(device))
     return Network(net, net, True, module_bytes(net), backend)
@@ -161,12 +185,14 @@ def load_network(spec: NetworkSpec, path: Path, device: str, manifest_path: Path
         return _torch_network(_load_into_arch(spec, weights, manifest_path, field), device, "torch")
     if spec.format == "torch_export":
         try:
-            gm = torch.export.load(str(path)).module()
+            program = torch.export.load(str(path))
+            gm = program.module()
         except Exception as exc:  # torch raises many types for a bad archive
             raise ManifestError(
                 manifest_path, f"{field}.file", f"cannot load {path.name!r} as torch.export: {exc}"
             ) from None
         _check_export_eval(gm, manifest_path, field)
+        _check_export_batch(program, manifest_path, field)
         return _torch_network(gm, device, "torch_export")
     return load_onnx(path, device, manifest_path, field)
 

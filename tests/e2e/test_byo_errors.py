@@ -1,0 +1,46 @@
+"""Mistakes a user makes when bringing their own GAN, and the messages that must tell them the fix.
+
+Each test builds a toy version the way a user would get it wrong and checks the registry's error names the file,
+the field and the remedy (docs/bring-your-own-model.md, "Troubleshooting").
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # tests/e2e has no __init__.py
+    sys.path.insert(0, str(ROOT))
+
+from service.registry.errors import ManifestError  # noqa: E402
+from service.registry.files import sha256_file  # noqa: E402
+from service.registry.model import load_version  # noqa: E402
+from tests.registry.helpers import NZ, make_version  # noqa: E402
+from tests.registry.toy_arch import ToyG  # noqa: E402
+
+
+def _edit(vdir: Path, **tables: dict[str, object]) -> None:
+    path = vdir / "model.toml"
+    data = tomllib.loads(path.read_text())
+    for key, changes in tables.items():
+        data[key].update(changes)
+    path.write_bytes(tomli_w.dumps(data).encode())
+
+
+def test_torch_export_with_a_fixed_batch_is_refused_with_the_fix(tmp_path: Path) -> None:
+    vdir = make_version(tmp_path, g_format="torch_export", d_format="torch_export")
+    g = ToyG().eval()
+    program = torch.export.export(g, (torch.randn(2, NZ),))  # no dynamic_shapes: batch 2 is baked in
+    torch.export.save(program, str(vdir / "generator.pt2"))
+    _edit(vdir, generator={"sha256": sha256_file(vdir / "generator.pt2")})
+    with pytest.raises(ManifestError) as info:
+        load_version(vdir)
+    assert info.value.field == "generator.file"
+    assert "fixed batch size 2" in str(info.value)
+    assert "dynamic_shapes" in str(info.value)
