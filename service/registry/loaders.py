@@ -51,6 +51,15 @@ def import_arch(arch: str, manifest_path: Path, field: str) -> type[nn.Module]:
         obj: Any = importlib.import_module(mod_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
+    except ModuleNotFoundError as exc:
+        hint = ""
+        if exc.name is not None and mod_name.split(".")[0] == exc.name.split(".")[0]:
+            hint = (
+                f" (arch is imported from the server's Python path: put the directory that holds {exc.name!r} on "
+                "PYTHONPATH, or pip install the package that provides it; or ship torch_export archives, which "
+                "need no class)"
+            )
+        raise ManifestError(manifest_path, field, f"cannot import {arch!r}: {exc}{hint}") from None
     except (ImportError, AttributeError) as exc:
         raise ManifestError(manifest_path, field, f"cannot import {arch!r}: {exc}") from None
     if not (isinstance(obj, type) and issubclass(obj, nn.Module)):

@@ -44,3 +44,22 @@ def test_torch_export_with_a_fixed_batch_is_refused_with_the_fix(tmp_path: Path)
     assert info.value.field == "generator.file"
     assert "fixed batch size 2" in str(info.value)
     assert "dynamic_shapes" in str(info.value)
+
+
+def test_an_arch_module_off_the_python_path_names_pythonpath(tmp_path: Path) -> None:
+    vdir = make_version(tmp_path)
+    _edit(vdir, generator={"arch": "my_own_gan_module:Generator"})
+    with pytest.raises(ManifestError) as info:
+        load_version(vdir)
+    assert info.value.field == "generator.arch"
+    assert "No module named 'my_own_gan_module'" in str(info.value)
+    assert "PYTHONPATH" in str(info.value)
+
+
+def test_a_missing_class_in_an_importable_module_is_not_blamed_on_pythonpath(tmp_path: Path) -> None:
+    vdir = make_version(tmp_path)
+    _edit(vdir, generator={"arch": "tests.registry.toy_arch:NoSuchClass"})
+    with pytest.raises(ManifestError) as info:
+        load_version(vdir)
+    assert "has no attribute 'NoSuchClass'" in str(info.value)
+    assert "PYTHONPATH" not in str(info.value)
