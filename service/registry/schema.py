@@ -48,9 +48,12 @@ class _Strict(BaseModel):
 
 
 def _check_sha(v: str | None) -> str | None:
-    if v is not None and not SHA256_RE.match(v):
+    """64 hex digits, either case (PowerShell's Get-FileHash prints upper case); stored lower case."""
+    if v is None:
+        return None
+    if not SHA256_RE.match(v.lower()):
         raise ValueError(f"expected 64 hex chars, got {v!r}")
-    return v
+    return v.lower()
 
 
 def _check_relative_file(v: str) -> str:

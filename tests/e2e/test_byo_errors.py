@@ -63,3 +63,10 @@ def test_a_missing_class_in_an_importable_module_is_not_blamed_on_pythonpath(tmp
         load_version(vdir)
     assert "has no attribute 'NoSuchClass'" in str(info.value)
     assert "PYTHONPATH" not in str(info.value)
+
+
+def test_an_upper_case_sha256_is_accepted(tmp_path: Path) -> None:
+    vdir = make_version(tmp_path)
+    upper = sha256_file(vdir / "generator.safetensors").upper()  # as PowerShell's Get-FileHash prints it
+    _edit(vdir, generator={"sha256": upper})
+    assert load_version(vdir).manifest.generator.sha256 == upper.lower()
