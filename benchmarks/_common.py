@@ -113,13 +113,15 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(fns: Mapping[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+def interleaved(
+    fns: Mapping[str, Callable[[], object]], rounds: int, device: torch.device, warmup: bool = True
+) -> dict[str, list[float]]:
     """Per-candidate lists of ``rounds`` timings, run round-robin with the order reversed every other round.
 
-    Each candidate gets one untimed warm-up call first.
+    Each candidate gets one untimed warm-up call first (unless ``warmup`` is False: the caller warmed them).
     """
     names = list(fns)
-    for name in names:
+    for name in names if warmup else ():
         fns[name]()
     sync(device)
     out: dict[str, list[float]] = {name: [] for name in names}

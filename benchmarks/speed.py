@@ -57,6 +57,7 @@ from benchmarks.speed_work import (
     REFERENCE_BATCH,
     GCounter,
     Samplers,
+    Work,
     build,
     ceiling_fn,
     reference_mh_fn,
@@ -67,12 +68,19 @@ FULL_BATCHES = (1, 16, 64, 256, 1024)
 QUICK_BATCHES = (1, 64)
 QUICK_MODELS = ("gaussians25", "digits-dcgan")
 FULL_ROUNDS, QUICK_ROUNDS = 5, 3
-FULL_TARGET_S, QUICK_TARGET_S = 0.4, 0.03
-FULL_MAX_EVAL_S, QUICK_MAX_EVAL_S = 1.5, 0.05
+FULL_TARGET_S, QUICK_TARGET_S = 0.2, 0.03
+FULL_MAX_EVAL_S, QUICK_MAX_EVAL_S = 1.2, 0.05
 """A batch size is skipped for a model when one ceiling evaluation there takes longer than this (time limit)."""
+FULL_MAX_CALL_S, QUICK_MAX_CALL_S = 8.0, 1.0
+"""A configuration is skipped when one sampler call takes longer (DRS at large batch: every row runs until the
+last row accepts)."""
+MIN_EVALS = 2
+"""At least the initial evaluation and one step."""
+LONG_CALL_S = 1.0
+LONG_ROUNDS = 3
 QUICK_DRS_TRIES = 32
 MAX_INNER = 2000
-CALIBRATION_CALLS, QUICK_CALIBRATION_CALLS = 5, 2
+CALIBRATION_CALLS, QUICK_CALIBRATION_CALLS = 3, 2
 CALIBRATION_BUDGET_S = 1.0
 
 
@@ -129,24 +137,38 @@ def measure(
     rounds: int,
     target_s: float,
     max_eval_s: float,
+    max_call_s: float,
     reference: bool,
 ) -> Row | None:
-    """Measure one configuration (``model`` wrapped by ``counter``), or None when one ceiling evaluation takes
-    longer than ``max_eval_s`` (too big for this machine's time budget)."""
-    calls = CALIBRATION_CALLS if rounds >= FULL_ROUNDS else QUICK_CALIBRATION_CALLS
+    """Measure one configuration (``model`` wrapped by ``counter``), or None when it does not fit the time budget:
+    one ceiling evaluation over ``max_eval_s``, or one sampler call over ``max_call_s``."""
+    quick = rounds < FULL_ROUNDS
+    calls = QUICK_CALIBRATION_CALLS if quick else CALIBRATION_CALLS
     t_eval = _calibrate(ceiling_fn(model.pair, batch, 1, sampler in GRAD_SAMPLERS, device), device, calls)
     if t_eval > max_eval_s:
         return None
     # The sampler may cost far more per eval than its ceiling (small batches): size the timed calls by both.
-    t_probe = 0.0
-    if sampler != "drs":  # a DRS call runs until every row accepted; its length is not ours to choose
-        probe = build(samplers, model, sampler, batch, 2, device)
+    # A DRS call runs until every row accepted (its length is not ours to choose); big networks need no probe.
+    t_probe = t_eval
+    if sampler != "drs" and t_eval < LONG_CALL_S / MIN_EVALS:
+        probe = build(samplers, model, sampler, batch, MIN_EVALS, device)
         t_probe = _calibrate(probe.sampler, device, calls) / probe.evals
-    work = build(samplers, model, sampler, batch, max(1, round(target_s / max(t_eval, t_probe))), device)
+    evals = max(MIN_EVALS, round(target_s / max(t_eval, t_probe)))
     t0 = time.perf_counter()
-    g_rows = counter.count(work.sampler) / batch
-    t_call = max(time.perf_counter() - t0, t_eval * work.evals)
+    if sampler == "drs":  # building DRS runs it once (for its mean tries): count that call
+        holder: list[Work] = []
+        g_rows = counter.count(lambda: holder.append(build(samplers, model, sampler, batch, evals, device))) / batch
+        work = holder[0]
+    else:
+        work = build(samplers, model, sampler, batch, evals, device)
+        g_rows = counter.count(work.sampler) / batch
+    t_first = time.perf_counter() - t0
+    if t_first > max_call_s:
+        return None
+    t_call = max(t_first, t_eval * work.evals)
     inner = max(1, min(MAX_INNER, round(target_s / t_call)))
+    long = t_call > LONG_CALL_S  # long calls: fewer rounds, no extra warm-up (the counted call warmed it)
+    rounds = min(rounds, LONG_ROUNDS) if long else rounds
 
     def repeat(fn: Callable[[], object]) -> Callable[[], None]:
         def call() -> None:
@@ -162,7 +184,7 @@ def measure(
         per_batch = _calibrate(reference_mh_fn(model.pair, REFERENCE_BATCH - 1, device), device, calls)
         ref_k = min(k, REFERENCE_BATCH * max(1, round(target_s / per_batch)) - 1)
         fns["reference"] = reference_mh_fn(model.pair, ref_k, device)
-    times = interleaved(fns, rounds, device)
+    times = interleaved(fns, rounds, device, warmup=not long)
     ratio = paired_ratio(times["ceiling"], times["sampler"]) * work.sampler_fraction / work.ceiling_fraction
     s_s, c_s = median(times["sampler"]), median(times["ceiling"])
     return Row(
@@ -191,11 +213,15 @@ def run_benchmark(
     rounds: int,
     target_s: float,
     max_eval_s: float,
+    max_call_s: float = FULL_MAX_CALL_S,
     reference: bool = True,
     drs_tries: int | None = None,
+    skipped: list[tuple[str, str, int]] | None = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> list[Row]:
+    """Every (model, batch, sampler) row; configurations over the time limits go to ``skipped`` instead."""
     rows: list[Row] = []
+    skipped = [] if skipped is None else skipped
     built = Samplers(drs_tries)
     counter = GCounter()
     for model in models:
@@ -204,10 +230,12 @@ def run_benchmark(
             for sampler in samplers:
                 row = measure(
                     counted, sampler, batch, samplers=built, counter=counter, device=device, rounds=rounds,
-                    target_s=target_s, max_eval_s=max_eval_s, reference=reference,
+                    target_s=target_s, max_eval_s=max_eval_s, max_call_s=max_call_s, reference=reference,
                 )
                 if row is None:
-                    log(f"{model.name} {sampler} batch {batch}: skipped (one evaluation > {max_eval_s} s)")
+                    log(f"{model.name} {sampler} batch {batch}: skipped (one evaluation > {max_eval_s} s or one "
+                        f"call > {max_call_s} s)")
+                    skipped.append((model.name, sampler, batch))
                     continue
                 log(f"{model.name:>12} {sampler:>4} batch {batch:>5}: ratio {row.ratio:.3f}"
                     + (f", {row.speedup:.1f}x the reference" if row.speedup is not None else ""))
@@ -271,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, help=f"interleaved timing rounds (default {FULL_ROUNDS}; quick {QUICK_ROUNDS})")
     p.add_argument("--target-s", type=float, help="seconds one measured call should take")
     p.add_argument("--max-eval-s", type=float, help="skip a batch size when one ceiling evaluation takes longer")
+    p.add_argument("--max-call-s", type=float, help="skip a configuration when one sampler call takes longer")
     p.add_argument("--threads", type=int, help="torch.set_num_threads before measuring")
     p.add_argument("--drs-tries", type=int, help=f"DRS max tries per output (default: the model's; quick {QUICK_DRS_TRIES})")
     p.add_argument("--no-reference", action="store_true", help="skip the per-chain reference MH-GAN loop")
@@ -293,14 +322,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     models = [DEMO_MODELS[name](device) for name in args.models or (QUICK_MODELS if q else list(DEMO_MODELS))]
     info = machine_info(device)
+    skipped: list[tuple[str, str, int]] = []
     rows = run_benchmark(
         models, args.samplers, batches, device=device, rounds=rounds, target_s=target_s, max_eval_s=max_eval_s,
+        max_call_s=args.max_call_s or (QUICK_MAX_CALL_S if q else FULL_MAX_CALL_S),
         reference=not args.no_reference, drs_tries=args.drs_tries or (QUICK_DRS_TRIES if q else None),
+        skipped=skipped,
     )
     text = "\n".join([
         report(rows, models, info),
         f"## Summary: ratio to ceiling at batch {args.summary_batch}", "",
         summary(rows, args.summary_batch), "",
+        "Skipped (over the time limits of this run): "
+        + (", ".join(f"{m} {s} batch {b}" for m, s, b in skipped) or "none"), "",
     ])
     if args.out:
         args.out.write_text(text)

@@ -8,7 +8,10 @@ rep/ddls), per model and batch size:
 - ``torch.set_num_threads(1)`` instead of the default,
 - onnxruntime for the forward-only ceiling (G and D exported to ONNX in a temp dir, numpy in and out, as the
   registry's ONNX backend calls it),
-- bf16 autocast on CPU.
+- bf16 autocast on CPU;
+
+and, in fresh processes, the thread settings: torch's default, ``OMP_WAIT_POLICY=PASSIVE`` and one thread (median,
+p90 and max per call: on a shared machine the default's spinning OpenMP barrier stalls when a core is taken).
 
 Random-number levers, per MH step (a latent normal draw + an accept-test uniform): the current
 ``service.samplers.rng``, the same hash with the per-chain and per-step key prefixes computed once (a prototype,
@@ -244,7 +247,12 @@ def cached_step_draws(prefix: tuple[Tensor, Tensor], t: Tensor, latent: tuple[in
 def rng_levers(batches: Sequence[int], latent: tuple[int, ...], compile_: bool) -> list[list[str]]:
     dev = torch.device("cpu")
     rows = []
-    compiled = torch.compile(lambda st, t: (rng.normal(st, t, 1, latent), rng.uniform(st, t, 2)), dynamic=False)
+    def draws(st: Streams, t: Tensor) -> tuple[Tensor, Tensor]:
+        return rng.normal(st, t, 1, latent), rng.uniform(st, t, 2)
+
+    # dynamic=True: the engine's batch changes as rows join and retire; a static compile would recompile per size
+    compiled = torch.compile(draws, dynamic=True)
+    compile_s = 0.0
     for batch in batches:
         st = Streams.for_request(7, batch)
         t = torch.full((batch,), 5, dtype=torch.int64)
@@ -259,7 +267,10 @@ def rng_levers(batches: Sequence[int], latent: tuple[int, ...], compile_: bool) 
             "cached key prefix": lambda p=prefix, t=t: cached_step_draws(p, t, latent),
         }
         if compile_:
-            cands["torch.compile"] = lambda st=st, t=t: compiled(st, t)
+            t0 = time.perf_counter()
+            compiled(st, t)
+            compile_s += time.perf_counter() - t0
+            cands["torch.compile (dynamic)"] = lambda st=st, t=t: compiled(st, t)
         diffs = {}
         for name, f in cands.items():
             out = f()
@@ -269,17 +280,81 @@ def rng_levers(batches: Sequence[int], latent: tuple[int, ...], compile_: bool) 
         base = _median(times["rng (current)"])
         for name in cands:
             tm = _median(times[name])
+            note = f"first calls {compile_s:.1f} s so far" if name.startswith("torch.compile") else ""
             rows.append([batch, "x".join(map(str, latent)), name, fmt(tm / reps * 1e6), f"{base / tm:.2f}x",
-                         f"{diffs[name]:.1e}"])
+                         f"{diffs[name]:.1e}", note])
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ thread settings
+
+THREAD_SETTINGS: dict[str, dict[str, str]] = {
+    "torch default": {},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "1 thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+}
+"""Process-wide settings, each measured in a fresh process (OpenMP reads them once, at start)."""
+THREAD_CALLS = 40
+THREAD_RUNS = 2
+THREAD_MH_STEPS = 16
+
+
+def _time_in_process(model_name: str, batch: int) -> dict[str, list[float]]:
+    """Per-call seconds of the mh ceiling (one G + D forward) and of mh ``run_chains`` (16 steps)."""
+    from benchmarks.speed_work import Samplers, ceiling_fn
+
+    dev = torch.device("cpu")
+    model = DEMO_MODELS[model_name](dev)
+    fns = {"ceiling": ceiling_fn(model.pair, batch, 1, False, dev),
+           "mh": Samplers().run_fn(model, "mh", batch, THREAD_MH_STEPS, dev)}
+    out: dict[str, list[float]] = {}
+    for name, f in fns.items():
+        f()
+        times = []
+        for _ in range(THREAD_CALLS if name == "ceiling" else THREAD_CALLS // 4):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        out[name] = times
+    return out
+
+
+def thread_levers(model_name: str, batch: int) -> list[list[str]]:
+    import json
+    import os
+    import subprocess
+
+    times: dict[str, dict[str, list[float]]] = {k: {"ceiling": [], "mh": []} for k in THREAD_SETTINGS}
+    for _ in range(THREAD_RUNS):
+        for name, env in THREAD_SETTINGS.items():
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--_time-in-process", model_name, str(batch)]
+            out = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+            for k, v in json.loads(out.strip().splitlines()[-1]).items():
+                times[name][k] += v
+    rows = []
+    for name, t in times.items():
+        for what in ("ceiling", "mh"):
+            xs = sorted(t[what])
+            label = "G + D forward" if what == "ceiling" else f"mh run_chains, {THREAD_MH_STEPS} steps"
+            rows.append([model_name, batch, label, name, fmt(_median(xs) * 1e3), fmt(xs[int(0.9 * (len(xs) - 1))] * 1e3),
+                         fmt(xs[-1] * 1e3)])
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--_time-in-process"]:
+        import json
+
+        print(json.dumps(_time_in_process(argv[1], int(argv[2]))))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=list(DEMO_MODELS), choices=list(DEMO_MODELS))
     p.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
     p.add_argument("--skip-compile", action="store_true", help="leave out torch.compile (slow to compile)")
     p.add_argument("--no-grad-levers", action="store_true", help="forward ceiling only")
+    p.add_argument("--thread-model", default="digits-dcgan", choices=list(DEMO_MODELS))
+    p.add_argument("--thread-batch", type=int, default=256)
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     compile_ = not args.skip_compile
@@ -297,13 +372,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng_rows = []
     for latent in dict.fromkeys(latents):
         rng_rows += rng_levers(RNG_BATCHES, latent, compile_)
+    thread_rows = thread_levers(args.thread_model, args.thread_batch)
     text = "\n".join([
         "## Machine", "", info_block(info), "",
         f"## Network levers (median of {ROUNDS} interleaved rounds; ms per evaluation of the whole batch)", "",
         markdown_table(["model", "batch", "work", "lever", "ms", "speed-up", "max |Δ logit|", "note"], net_rows),
         "",
         "## Random-number levers (µs per MH step: one latent normal draw + one uniform)", "",
-        markdown_table(["batch", "latent", "lever", "µs", "speed-up", "max |Δ|"], rng_rows), "",
+        markdown_table(["batch", "latent", "lever", "µs", "speed-up", "max |Δ|", "note"], rng_rows), "",
+        f"## Thread settings (fresh process each, {THREAD_RUNS} runs alternated; ms per call)", "",
+        markdown_table(["model", "batch", "work", "setting", "median ms", "p90 ms", "max ms"], thread_rows), "",
     ])
     if args.out:
         args.out.write_text(text)
