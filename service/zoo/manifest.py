@@ -11,7 +11,6 @@ Layout written by :func:`write_version`::
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,11 +20,12 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from service.registry.files import sha256_file
+
 GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 HOLDOUT_FILE = "holdout.safetensors"
 MANIFEST_FILE = "model.toml"
-HASH_CHUNK_BYTES = 1 << 20
 
 
 class ModelSpec(NamedTuple):
@@ -48,15 +48,6 @@ class ModelSpec(NamedTuple):
     discriminator_kwargs: Mapping[str, Any]
     samplers: Mapping[str, Mapping[str, float | int]]
     training: Mapping[str, Any]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def state_tensors(module: nn.Module) -> dict[str, Tensor]:
