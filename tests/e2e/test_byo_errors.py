@@ -70,3 +70,18 @@ def test_an_upper_case_sha256_is_accepted(tmp_path: Path) -> None:
     upper = sha256_file(vdir / "generator.safetensors").upper()  # as PowerShell's Get-FileHash prints it
     _edit(vdir, generator={"sha256": upper})
     assert load_version(vdir).manifest.generator.sha256 == upper.lower()
+
+
+def test_calibrate_warns_about_an_inverted_or_saturated_discriminator() -> None:
+    from service.registry.commands.calibrate import advice
+    from service.samplers.calibration import Calibration, CalibrationReport
+
+    good = advice(Calibration("platt", a=1.5, b=0.1), CalibrationReport(0.8, 0.3, 0.02, 0.2, 400))
+    assert good == []
+    inverted = advice(Calibration("platt", a=-1.3, b=-13.7), CalibrationReport(1.0, 0.17, 0.01, 0.0, 400))
+    assert any("slope" in line and "BatchNorm" in line for line in inverted)
+    assert any("AUC 1.000" in line for line in inverted)
+    weak = advice(Calibration("platt", a=0.2, b=0.0), CalibrationReport(0.52, 0.1, 0.01, 0.25, 400))
+    assert len(weak) == 1 and "barely" in weak[0]
+    off = advice(Calibration("identity"), CalibrationReport(0.7, 5.0, 0.2, 0.3, 400))
+    assert len(off) == 1 and "isotonic" in off[0]

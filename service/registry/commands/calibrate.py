@@ -5,8 +5,42 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 HELP = "fit a calibration (platt | isotonic | identity) on a model's holdout and write it into its model.toml"
+
+AUC_HIGH = 0.99  # D separates held-out real from fake almost perfectly
+AUC_LOW = 0.55  # D barely tells them apart
+DAWID_Z_MAX = 2.0  # |Z| above this: the calibrated probabilities are off
+
+
+def advice(calibration: Any, report: Any) -> list[str]:
+    """Warnings on a fitted calibration (``Calibration``) and its held-out ``CalibrationReport``, one line each."""
+    notes: list[str] = []
+    if calibration.method == "platt" and calibration.a <= 0:
+        notes.append(
+            f"warning: platt slope a = {calibration.a:.4g} <= 0: D scores held-out REAL samples below G's samples. "
+            "Usually D runs in another mode than it was trained in (BatchNorm running statistics of a D trained on "
+            "separate real and fake batches), or the holdout is not preprocessed like D's training data. The "
+            "calibrated D is flipped; check D before trusting samples (docs/bring-your-own-model.md)."
+        )
+    if report.auc >= AUC_HIGH:
+        notes.append(
+            f"note: AUC {report.auc:.3f} >= {AUC_HIGH}: D tells real from fake almost perfectly, so every fake gets "
+            "a probability near 0 and samplers reweight G's samples by D's smallest, least reliable differences; "
+            "check acceptance and distinct_states (diagnostics=chains). An earlier D checkpoint is often a better guide."
+        )
+    elif report.auc <= AUC_LOW:
+        notes.append(
+            f"note: AUC {report.auc:.3f} <= {AUC_LOW}: D barely tells real from fake; samplers will change little "
+            "compared with raw G (fine for a very good G; otherwise D is too weak to guide them)."
+        )
+    if abs(report.dawid_z) > DAWID_Z_MAX:
+        notes.append(
+            f"note: |Dawid Z| = {abs(report.dawid_z):.2f} > {DAWID_Z_MAX}: probabilities are off on held-out data; "
+            "try --method isotonic, or a larger holdout."
+        )
+    return notes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,4 +79,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  map       d~ = {res.calibration.a:.6g} * d + {res.calibration.b:.6g}")
     print(f"  drs       logit_max = {res.logit_max:.6g} over {args.pilot} pilot fakes")
     print(f"  {'would write' if args.dry_run else 'wrote'} {res.manifest_path}")
+    for line in advice(res.calibration, r):
+        print(f"  {line}")
     return 0
