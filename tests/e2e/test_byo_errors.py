@@ -85,3 +85,13 @@ def test_calibrate_warns_about_an_inverted_or_saturated_discriminator() -> None:
     assert len(weak) == 1 and "barely" in weak[0]
     off = advice(Calibration("identity"), CalibrationReport(0.7, 5.0, 0.2, 0.3, 400))
     assert len(off) == 1 and "isotonic" in off[0]
+
+
+def test_verify_reports_how_a_probability_discriminator_was_adapted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.cli import main
+
+    make_version(tmp_path, d_output="probability")
+    assert main(["verify", "--root", str(tmp_path)]) == 0
+    assert "final sigmoid of the discriminator removed" in capsys.readouterr().out

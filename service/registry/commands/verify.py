@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
                 detail = (
                     f"{model.backends['generator']}/{model.backends['discriminator']}, {cal}, {model.memory_bytes} B"
                 )
+                detail += "".join(f"; {note}" for note in model.notes)  # e.g. how a probability D became logits
             rows.append((entry.id, "ok", detail))
         except RegistryError as exc:
             rows.append((entry.id, "FAILED", str(exc).replace("\n", "; ")))
