@@ -139,6 +139,23 @@ def _loc_to_param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def _nesting_hint(param: str | None) -> str:
+    """For a top-level field that is a sampler's param or option name: where it belongs (``params`` / ``options``)."""
+    import dataclasses
+
+    from service.samplers import SAMPLERS
+
+    if param is None or "." in param:
+        return ""
+    as_param = [n for n, e in SAMPLERS.items() if any(spec.name == param for spec in e.cls.param_specs)]
+    if as_param:
+        return f"; {param} is a parameter of {', '.join(as_param)}: send it as \"params\": {{\"{param}\": ...}}"
+    as_option = [n for n, e in SAMPLERS.items() if any(f.name == param for f in dataclasses.fields(e.options_cls))]
+    if as_option:
+        return f"; {param} is an option of {', '.join(as_option)}: send it as \"options\": {{\"{param}\": ...}}"
+    return ""
+
+
 def validation_error(exc: RequestValidationError) -> ApiError:
     """The first pydantic error as an ApiError naming the field, the value and the constraint."""
     errs = exc.errors()
@@ -151,7 +168,7 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     loc = tuple(e.get("loc", ()))
     param = _loc_to_param(loc)
     if kind == "extra_forbidden":
-        return InvalidRequest(f"unknown field {param!r}", param)
+        return InvalidRequest(f"unknown field {param!r}{_nesting_hint(param)}", param)
     if kind == "missing":
         return InvalidRequest(f"{param} is required", param)
     if kind == "value_error":

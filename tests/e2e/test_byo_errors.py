@@ -95,3 +95,21 @@ def test_verify_reports_how_a_probability_discriminator_was_adapted(
     make_version(tmp_path, d_output="probability")
     assert main(["verify", "--root", str(tmp_path)]) == 0
     assert "final sigmoid of the discriminator removed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("field", "hint"),
+    [("step_size", '"params": {"step_size": ...}'), ("init", '"options": {"init": ...}'), ("temperature", None)],
+)
+def test_a_sampler_param_sent_at_the_top_level_says_where_it_belongs(field: str, hint: str | None) -> None:
+    from fastapi.exceptions import RequestValidationError
+
+    from service.api.errors import validation_error
+
+    exc = RequestValidationError([{"type": "extra_forbidden", "loc": ("body", field), "msg": "x", "input": 1}])
+    err = validation_error(exc)
+    assert err.param == field and err.message.startswith(f"unknown field {field!r}")
+    if hint is None:
+        assert err.message == f"unknown field {field!r}"
+    else:
+        assert hint in err.message
