@@ -97,6 +97,11 @@ class ModelHub:
         self.failures.pop(mid, None)
         return loaded
 
+    def rescan(self) -> None:
+        """Find versions added on disk since startup (a new ``<name>/<version>/model.toml``), loading nothing."""
+        for reg in self.registries.values():
+            reg.scan()
+
     def unload(self, name: str, version: int) -> None:
         for reg in self.registries.values():
             reg.unload(name, version)

@@ -113,3 +113,20 @@ def test_a_sampler_param_sent_at_the_top_level_says_where_it_belongs(field: str,
         assert err.message == f"unknown field {field!r}"
     else:
         assert hint in err.message
+
+
+async def test_a_version_added_after_startup_loads_through_the_admin_api(tmp_path: Path) -> None:
+    from tests.api.conftest import serve
+
+    root = tmp_path / "models"
+    make_version(root, version=1)
+    async with serve(root, tmp_path / "data", admin_token="t") as (client, _):
+        make_version(root, version=2, seed=1)  # the user copies a new version in while the server runs
+        auth = {"authorization": "Bearer t"}
+        r = await client.post("/v1/admin/models/toy/2:load", headers=auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["model"]["state"] == "ready"
+        r = await client.post("/v1/samples/mh", json={"model": "toy", "n": 2, "steps": 3, "seed": 0})
+        assert r.status_code == 200 and r.json()["model"] == "toy@2"
+        r = await client.post("/v1/admin/models/toy/3:load", headers=auth)
+        assert r.status_code == 404 and "no version 3" in r.json()["error"]["message"]

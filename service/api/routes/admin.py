@@ -26,6 +26,7 @@ def _describe(services: ServicesDep, name: str, version: int, action: str) -> Ad
 @router.post("/models/{name}/{version}:load", response_model=AdminResult, summary="Load a version (409 if loaded)")
 async def load(name: str, version: int, services: ServicesDep) -> AdminResult:
     hub = services.hub
+    await asyncio.to_thread(hub.rescan)  # a version copied in after startup is loadable without a restart
     e = hub.entry(f"{name}@{version}")
     if e.state == "ready":
         raise Conflict(f"model {e.id} is already loaded", "version")
