@@ -65,6 +65,11 @@ class ModelHub:
             for e in reg.scan():
                 latest[e.name] = max(latest.get(e.name, e.version), e.version)
         self.configured = {f"{n}@{v}" for n, v in latest.items()}
+        if not latest:
+            root = self.primary.root
+            why = "does not exist" if not root.is_dir() else "holds no <name>/<version>/model.toml"
+            log.warning("no models to serve: registry root %s %s (set --models or GANSAMPLER_MODELS_DIR)",
+                        root.resolve(), why)
         for name, version in sorted(latest.items()):
             try:
                 self.load(name, version)

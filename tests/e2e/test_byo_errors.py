@@ -130,3 +130,19 @@ async def test_a_version_added_after_startup_loads_through_the_admin_api(tmp_pat
         assert r.status_code == 200 and r.json()["model"] == "toy@2"
         r = await client.post("/v1/admin/models/toy/3:load", headers=auth)
         assert r.status_code == 404 and "no version 3" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("make_dir", [False, True])
+async def test_serving_an_empty_or_missing_root_says_so_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, make_dir: bool
+) -> None:
+    from tests.api.conftest import serve
+
+    root = tmp_path / "my-modles"  # a typo in --models
+    if make_dir:
+        root.mkdir()
+    with caplog.at_level("WARNING", logger="service.api.hub"):
+        async with serve(root, tmp_path / "data") as (client, _):
+            assert (await client.get("/readyz")).status_code == 503
+    expected = "holds no <name>/<version>/model.toml" if make_dir else "does not exist"
+    assert any("no models to serve" in r.message and expected in r.message for r in caplog.records)
