@@ -57,6 +57,7 @@ class LoadedModel:
     backends: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     networks: dict[str, Network] = field(default_factory=dict, repr=False)
+    no_grad_reason: str | None = None  # why ∇z is unavailable when the backends would support it
 
     @property
     def name(self) -> str:
@@ -80,6 +81,11 @@ class LoadedModel:
         if needs_grad is None:
             return False, f"unknown sampler {sampler_name!r}"
         if needs_grad and not self.pair.differentiable:
+            if self.no_grad_reason is not None:
+                return False, (
+                    f"{self.id} has no gradients: {self.no_grad_reason}; {sampler_name} needs ∇z of D(G(z)): "
+                    "use raw, mh, drs or sir, or keep the forward pass in torch autograd"
+                )
             return False, (
                 f"{self.id} is served by {self.backends.get('generator', 'a forward-only backend')} without gradients; "
                 f"{sampler_name} needs ∇z of D(G(z)): use raw, mh, drs or sir, or ship the model as torch_export"
@@ -209,6 +215,26 @@ def _probe(m: Manifest, g: Network, device: str, path: Path) -> Tensor:
     return x
 
 
+def _gradient_break(m: Manifest, g: Network, raw_logit: Callable[[Tensor], Tensor], device: str) -> str | None:
+    """Why ∇z of D(G(z)) does not exist although both backends are torch, or None when it flows.
+
+    A forward that leaves autograd (``.detach()``, ``torch.no_grad()`` / ``inference_mode`` inside ``forward``, a
+    numpy round trip) would otherwise give gradient samplers a silent zero gradient.
+    """
+    gen = torch.Generator().manual_seed(PROBE_SEED)
+    z = torch.randn((PROBE_BATCH, *m.latent.shape), generator=gen).to(device).requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            x = g.fn(z)
+            if not x.requires_grad:
+                return "the generator's output is detached from z (.detach(), no_grad or numpy inside forward)"
+            if not raw_logit(x).requires_grad:
+                return "the discriminator's output is detached from its input (.detach(), no_grad or numpy inside forward)"
+    except Exception as exc:  # any failure of the user's network
+        return f"the forward pass fails with gradients enabled: {type(exc).__name__}: {exc}"
+    return None
+
+
 def load_version(version_dir: Path, device: str = "cpu", require_calibration: bool = True) -> LoadedModel:
     """Load ``version_dir`` (``<root>/<name>/<version>``) onto ``device``.
 
@@ -234,11 +260,14 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
         return cal.apply(raw_logit(x))
 
     real_logit = None if holdout is None else batched_logits(logit, holdout)
+    no_grad_reason = _gradient_break(m, g, raw_logit, device) if g.differentiable and d.differentiable else None
+    if no_grad_reason is not None:
+        notes.append(f"forward only: {no_grad_reason}")
     pair = GanPair(
         generator=g.fn,
         logit=logit,
         latent_shape=tuple(m.latent.shape),
-        differentiable=g.differentiable and d.differentiable,
+        differentiable=g.differentiable and d.differentiable and no_grad_reason is None,
         real=holdout,
         real_logit=real_logit,
     )
@@ -258,4 +287,5 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
         backends={"generator": g.backend, "discriminator": d.backend},
         notes=tuple(notes),
         networks=dict(nets),
+        no_grad_reason=no_grad_reason,
     )

@@ -146,3 +146,39 @@ async def test_serving_an_empty_or_missing_root_says_so_in_the_log(
             assert (await client.get("/readyz")).status_code == 503
     expected = "holds no <name>/<version>/model.toml" if make_dir else "does not exist"
     assert any("no models to serve" in r.message and expected in r.message for r in caplog.records)
+
+
+DETACHED_ARCH = '''
+import torch
+from torch import nn
+
+
+class DetachedD(nn.Module):
+    """x (B, 2) -> logit (B,), through numpy: the output no longer depends on x for autograd."""
+
+    def __init__(self, nx: int = 2) -> None:
+        super().__init__()
+        self.net = nn.Linear(nx, 1)
+
+    def forward(self, x):
+        return torch.from_numpy(self.net(x).detach().numpy()).reshape(-1)
+'''
+
+
+def test_a_discriminator_that_leaves_autograd_is_served_forward_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "byo_detached_arch.py").write_text(DETACHED_ARCH)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    vdir = make_version(tmp_path / "models")
+    weights = torch.nn.Linear(2, 1).state_dict()
+    torch.save({f"net.{k}": v for k, v in weights.items()}, vdir / "discriminator.pth")
+    _edit(vdir, discriminator={"format": "state_dict", "file": "discriminator.pth",
+                               "arch": "byo_detached_arch:DetachedD", "kwargs": {},
+                               "sha256": sha256_file(vdir / "discriminator.pth")})
+    model = load_version(vdir)
+    assert model.pair.differentiable is False  # not a silent zero gradient for rep / ddls
+    ok, reason = model.supports("rep")
+    assert not ok and reason is not None and "detached from its input" in reason
+    assert model.supports("mh") == (True, None)
+    assert any(note.startswith("forward only") for note in model.notes)
