@@ -35,12 +35,16 @@ DRAW_INIT = 0
 class Streams(NamedTuple):
     """One random stream per row.
 
-    seed:  (B,) int64, the request's seed (0 <= seed < 2**63).
-    chain: (B,) int64, the chain's index within its request.
+    seed:   (B,) int64, the request's seed (0 <= seed < 2**63).
+    chain:  (B,) int64, the chain's index within its request.
+    prefix: (B, 2) int64 or None: the two key lanes after absorbing (seed, chain). They are constant for a chain,
+            so :meth:`for_request` computes them once and every draw absorbs only (t, draw); ``None`` computes
+            them per draw. Either way the numbers are identical.
     """
 
     seed: Tensor
     chain: Tensor
+    prefix: Tensor | None = None
 
     @staticmethod
     def for_request(seed: int, n: int, device: torch.device | str = "cpu", first_chain: int = 0) -> Streams:
@@ -50,13 +54,12 @@ class Streams(NamedTuple):
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         dev = torch.device(device)
-        return Streams(
-            seed=torch.full((n,), seed, dtype=torch.int64, device=dev),
-            chain=torch.arange(first_chain, first_chain + n, dtype=torch.int64, device=dev),
-        )
+        seeds = torch.full((n,), seed, dtype=torch.int64, device=dev)
+        chains = torch.arange(first_chain, first_chain + n, dtype=torch.int64, device=dev)
+        return Streams(seeds, chains, _chain_prefix(seeds, chains).T.contiguous())
 
     def to(self, device: torch.device | str) -> Streams:
-        return Streams(self.seed.to(device), self.chain.to(device))
+        return Streams(self.seed.to(device), self.chain.to(device), None if self.prefix is None else self.prefix.to(device))
 
     def __len__(self) -> int:  # type: ignore[override]
         return int(self.seed.shape[0])
@@ -86,23 +89,25 @@ def _as_rows(t: Tensor | int, like: Tensor) -> Tensor:
     return t.to(device=like.device, dtype=torch.int64).expand_as(like)
 
 
-def _keys(streams: Streams, t: Tensor | int, draw: int) -> tuple[Tensor, Tensor]:
-    """Two 32-bit key lanes per row, (B,) each."""
-    seed = streams.seed
-    t_rows = _as_rows(t, seed)
-    parts = (
-        seed & _M32,
-        (seed >> 32) & _M32,
-        streams.chain & _M32,
-        (streams.chain >> 32) & _M32,
-        t_rows & _M32,
-        (t_rows >> 32) & _M32,
-        torch.full_like(seed, draw & _M32),
-    )
-    # The two lanes are mixed together as the rows of one (2, B) tensor: half the kernel launches.
-    ab = torch.stack((torch.full_like(seed, 0x243F6A88), torch.full_like(seed, 0x85A308D3)))
+def _absorb(ab: Tensor, parts: tuple[Tensor, ...]) -> Tensor:
+    """Absorb 32-bit words into the two key lanes, held as the rows of one (2, B) tensor (half the launches)."""
     for p in parts:
         ab = _mix(torch.stack((ab[0] ^ p, (ab[1] + 0x9E3779B9 + p) & _M32)))
+    return ab
+
+
+def _chain_prefix(seed: Tensor, chain: Tensor) -> Tensor:
+    """(2, B) key lanes after (seed, chain)."""
+    ab = torch.stack((torch.full_like(seed, 0x243F6A88), torch.full_like(seed, 0x85A308D3)))
+    return _absorb(ab, (seed & _M32, (seed >> 32) & _M32, chain & _M32, (chain >> 32) & _M32))
+
+
+def _keys(streams: Streams, t: Tensor | int, draw: int) -> tuple[Tensor, Tensor]:
+    """Two 32-bit key lanes per row, (B,) each: (seed, chain) then (t, draw) absorbed in that order."""
+    seed = streams.seed
+    t_rows = _as_rows(t, seed)
+    ab = _chain_prefix(seed, streams.chain) if streams.prefix is None else streams.prefix.T
+    ab = _absorb(ab, (t_rows & _M32, (t_rows >> 32) & _M32, torch.full_like(seed, draw & _M32)))
     return ab[0], ab[1]
 
 

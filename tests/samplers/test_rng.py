@@ -40,3 +40,13 @@ def test_keyed_by_row_not_by_batch() -> None:
 def test_integers_range() -> None:
     i = integers(Streams.for_request(4, 5000), 0, 5, 7)
     assert i.min() >= 0 and i.max() < 7 and i.unique().numel() == 7
+
+
+def test_cached_chain_prefix_gives_the_same_numbers_as_computing_it_per_draw() -> None:
+    # for_request caches the (seed, chain) key lanes; Streams built from bare tensors compute them per draw
+    cached = Streams.for_request(2**62 + 11, 33, first_chain=4)
+    bare = Streams(cached.seed, cached.chain)
+    assert cached.prefix is not None and bare.prefix is None
+    t = torch.arange(33) * 97
+    assert torch.equal(normal(cached, t, 1, (3, 2)), normal(bare, t, 1, (3, 2)))
+    assert torch.equal(uniform(cached, t, 2), uniform(bare, t, 2))
