@@ -85,6 +85,9 @@ def machine_info(device: torch.device) -> dict[str, str]:
         "device": str(device),
         "load average at start (1/5/15 min)": load_average(),
     }
+    for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS"):
+        if var in os.environ:
+            info[var] = os.environ[var]
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -118,11 +118,14 @@ def onnx_fn(model: DemoModel, z: Tensor, tmp: Path) -> Callable[[], Tensor]:
         path = tmp / f"{model.name}-{name}.onnx"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_Module(fn), (example,), str(path), dynamo=False, input_names=["in"],
+            # eval(): the exporter restores the wrapper's mode afterwards, recursively, into a wrapped G or D
+            torch.onnx.export(_Module(fn).eval(), (example,), str(path), dynamo=False, input_names=["in"],
                               output_names=["out"], dynamic_axes={"in": {0: "b"}, "out": {0: "b"}})
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         sessions.append(ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]))
+    if any(m.training for f in (pair.generator, pair.logit) for m in _modules(f)):
+        raise RuntimeError("ONNX export left a network in training mode")
     sg, sd = sessions
     z_np = z.contiguous().numpy()
 
@@ -294,6 +297,7 @@ THREAD_SETTINGS: dict[str, dict[str, str]] = {
     "1 thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
 }
 """Process-wide settings, each measured in a fresh process (OpenMP reads them once, at start)."""
+THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
 THREAD_CALLS = 40
 THREAD_RUNS = 2
 THREAD_MH_STEPS = 16
@@ -328,7 +332,8 @@ def thread_levers(model_name: str, batch: int) -> list[list[str]]:
     for _ in range(THREAD_RUNS):
         for name, env in THREAD_SETTINGS.items():
             cmd = [sys.executable, str(Path(__file__).resolve()), "--_time-in-process", model_name, str(batch)]
-            out = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+            base = {k: v for k, v in os.environ.items() if k not in THREAD_ENV}
+            out = subprocess.run(cmd, env={**base, **env}, capture_output=True, text=True, check=True).stdout
             for k, v in json.loads(out.strip().splitlines()[-1]).items():
                 times[name][k] += v
     rows = []
