@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -45,7 +46,18 @@ MAX_POINT_S = 60.0
 """A series stops growing once one of its calls takes longer than this (the machine's time budget)."""
 REPEAT_LIMIT_S = 5.0
 """A point whose first call takes longer than this is not repeated."""
-QUICK = {"ns": (4, 16), "steps": (1, 4), "fixed_steps": 2, "fixed_n": 4, "repeats": 1}
+
+
+class Grid(NamedTuple):
+    ns: tuple[int, ...]
+    steps: tuple[int, ...]
+    fixed_steps: int
+    fixed_n: int
+    repeats: int
+
+
+FULL = Grid(NS, STEPS, FIXED_STEPS, FIXED_N, REPEATS)
+QUICK = Grid(ns=(4, 16), steps=(1, 4), fixed_steps=2, fixed_n=4, repeats=1)
 
 
 @dataclass
@@ -169,12 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    q = QUICK if args.quick else {}
-    ns = args.ns or q.get("ns", NS)
-    steps = args.steps or q.get("steps", STEPS)
-    fixed_steps = args.fixed_steps or q.get("fixed_steps", FIXED_STEPS)
-    fixed_n = args.fixed_n or q.get("fixed_n", FIXED_N)
-    repeats = args.repeats or q.get("repeats", REPEATS)
+    g = QUICK if args.quick else FULL
+    ns = tuple(args.ns or g.ns)
+    steps = tuple(args.steps or g.steps)
+    fixed_steps = args.fixed_steps or g.fixed_steps
+    fixed_n = args.fixed_n or g.fixed_n
+    repeats = args.repeats or g.repeats
     device = torch.device(args.device)
     info = machine_info(device)
     points = sweep(args.models, args.samplers, ns, steps, fixed_steps, fixed_n, repeats, device)

@@ -20,6 +20,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -120,13 +121,13 @@ def parts_table(batches: Sequence[int], latent: tuple[int, ...]) -> str:
         x = torch.randn(batch, *latent)
 
         fns: dict[str, Callable[[], object]] = {
-            "rng.normal(latent)": lambda st=st, t=t: normal(st, t, 1, latent),
-            "rng.uniform()": lambda st=st, t=t: uniform(st, t, 2),
-            "accept_test": lambda la=la, ok=ok, u=u: accept_test(la, ok, ok, u),
-            "tree_where(MhState)": lambda ok=ok, s=state: tree_where(ok, s, s),
-            "update_stats": lambda s=stats, i=info, ok=ok: update_stats(s, i, ok),
-            "mh step": lambda a=algo, s=state, st=st, p=params, t=t: a.step(s, st, p, t),  # type: ignore[attr-defined]
-            "torch.randn(latent) (for scale)": lambda x=x: torch.randn_like(x),
+            "rng.normal(latent)": partial(normal, st, t, 1, latent),
+            "rng.uniform()": partial(uniform, st, t, 2),
+            "accept_test": partial(accept_test, la, ok, ok, u),
+            "tree_where(MhState)": partial(tree_where, ok, state, state),
+            "update_stats": partial(update_stats, stats, info, ok),
+            "mh step": partial(algo.step, state, st, params, t),  # type: ignore[attr-defined]
+            "torch.randn(latent) (for scale)": partial(torch.randn_like, x),
         }
         times = interleaved({k: _many(f) for k, f in fns.items()}, ROUNDS, dev)
         rows.append([batch, *(fmt(median(times[k]) / PART_REPS * 1e6) for k in fns)])

@@ -17,8 +17,8 @@ def test_quick_grid_writes_table_and_plot(tmp_path: Path) -> None:
     argv = ["--quick", "--models", "digits-dcgan", "--samplers", "mh", "--out", str(out), "--plot", str(png)]
     assert scaling.main(argv) == 0
     rows = [ln for ln in out.read_text().splitlines() if ln.startswith("| digits-dcgan |")]
-    ns, steps = scaling.QUICK["ns"], scaling.QUICK["steps"]
-    assert len(rows) == len(ns) + len(steps) - (scaling.QUICK["fixed_steps"] in steps)
+    q = scaling.QUICK
+    assert len(rows) == len(q.ns) + len([s for s in q.steps if (q.fixed_n, s) not in [(n, q.fixed_steps) for n in q.ns]])
     for ln in rows:
         seconds = float(ln.split("|")[6].replace(",", ""))
         assert seconds > 0
