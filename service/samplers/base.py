@@ -190,6 +190,13 @@ def tree_select(tree: T, rows: Tensor) -> T:
     return _rebuild(tree, [None if f is None else f[rows] for f in tree])
 
 
+def tree_scatter(tree: T, rows: Tensor, sub: T) -> T:
+    """``tree`` with the rows at int64 indices ``rows`` replaced by the rows of ``sub`` (same field layout)."""
+    return _rebuild(
+        tree, [None if f is None else f.index_copy(0, rows, g) for f, g in zip(tree, sub, strict=True)]
+    )
+
+
 def tree_where(mask: Tensor, new: T, old: T) -> T:
     """Per-row choice: ``new`` where ``mask`` (B,) is True, else ``old``."""
     out: list[Tensor | None] = []

@@ -16,12 +16,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from service.samplers.base import tree_where
+from service.samplers.base import tree_scatter, tree_select, tree_where
 from service.samplers.energy import energy
 from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
 
 DONE_CHECK_EVERY = 8
+COMPACT_BELOW = 0.5
+"""At a done-check, when fewer than this fraction of the rows are still running (DRS rows finish at different
+tries), the next ``DONE_CHECK_EVERY`` steps run only those rows instead of stepping finished rows masked."""
 """Iterations between host syncs that test "every row done" before the longest row's length is reached (rows of
 DRS finish early when they accept). After that length the test runs every iteration."""
 MAX_LENGTH_FACTOR = 2
@@ -140,17 +143,33 @@ def run_chains(
     longest = int(n.max()) if b else 0
     cap = MAX_LENGTH_FACTOR * longest + 1
     it = 0
+    rows: Tensor | None = None  # the running rows while compacted, else None (step every row)
     while it <= cap:
         done = algo.done(state, params, t, n)
-        if (it >= longest or it % DONE_CHECK_EVERY == 0) and bool(done.all()):
-            break
-        active = ~done
-        new_state, info = algo.step(state, streams, params, t)
-        state = tree_where(active, new_state, state)
-        stats = update_stats(stats, info, active)
-        n_active = active.sum().clamp(min=1)
-        curve.append(torch.where(active, info.acceptance_rate.float(), 0.0).sum() / n_active)
-        t = t + active.to(torch.int64)
+        if it + 1 >= longest or it % DONE_CHECK_EVERY == 0:
+            running = ~done
+            n_running = int(running.sum())
+            if n_running == 0:
+                break
+            rows = running.nonzero().squeeze(1) if n_running < COMPACT_BELOW * b else None
+        if rows is None:
+            active = ~done
+            new_state, info = algo.step(state, streams, params, t)
+            state = tree_where(active, new_state, state)
+            stats = update_stats(stats, info, active)
+            n_active = active.sum().clamp(min=1)
+            curve.append(torch.where(active, info.acceptance_rate.float(), 0.0).sum() / n_active)
+            t = t + active.to(torch.int64)
+        else:
+            sub = tree_select(state, rows)
+            sub_t = t[rows]
+            active = ~done[rows]
+            new_sub, info = algo.step(sub, tree_select(streams, rows), tree_select(params, rows), sub_t)
+            state = tree_scatter(state, rows, tree_where(active, new_sub, sub))
+            stats = tree_scatter(stats, rows, update_stats(tree_select(stats, rows), info, active))
+            n_active = active.sum().clamp(min=1)
+            curve.append(torch.where(active, info.acceptance_rate.float(), 0.0).sum() / n_active)
+            t = t.index_copy(0, rows, sub_t + active.to(torch.int64))
         it += 1
         if trace_every > 0 and it % trace_every == 0:
             trace_rows.append(_trace_row(algo, state))
