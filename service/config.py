@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     host: str = DEFAULT_HOST
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     data_dir: Path = DEFAULT_DATA_DIR
+    torch_threads: int | None = Field(
+        default=None, ge=1,
+        description="torch intra-op threads for the process (None: torch's default, one per core). On a CPU host "
+        "shared with other work, also set OMP_WAIT_POLICY=PASSIVE in the environment (see README)",
+    )
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), description="comma list; empty: no auth")
     admin_token: str | None = None
 

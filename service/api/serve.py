@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default: 8000; 0 picks a free one)")
     p.add_argument("--device", default=None, help="cpu | cuda:0 | a comma list cuda:0,cuda:1 (default: cpu)")
     p.add_argument("--data-dir", type=Path, default=None, help="jobs database and results (default: .gansampler)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch intra-op threads (default: $GANSAMPLER_TORCH_THREADS or torch's default)")
     p.add_argument("--log-level", default=DEFAULT_LOG_LEVEL, help=f"uvicorn log level (default: {DEFAULT_LOG_LEVEL})")
 
 
@@ -28,11 +30,19 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     overrides: dict[str, Any] = {}
     for flag, field in (("models", "models_dir"), ("host", "host"), ("port", "port"), ("device", "device"),
-                        ("data_dir", "data_dir")):
+                        ("data_dir", "data_dir"), ("torch_threads", "torch_threads")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[field] = value
     return Settings(**overrides)
+
+
+def apply_process_settings(settings: Any) -> None:
+    """Process-wide settings that belong to the serving process, not to an app (tests build many apps)."""
+    if settings.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from service.api.app import create_app
 
     settings = settings_from_args(args)
+    apply_process_settings(settings)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=10)
     return 0
