@@ -151,7 +151,7 @@ def plot(points: Sequence[Point], fixed_steps: int, fixed_n: int, path: Path) ->
     xlabels = ("n (chains)", "n (chains)", "steps")
     for ax, title, yl, xl in zip(axes, titles, ylabels, xlabels, strict=True):
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel(xl)

@@ -23,8 +23,10 @@ def test_quick_mode_writes_a_table_with_sane_numbers(tmp_path: Path) -> None:
     for r in rows:
         for key in ("ratio", "sampler_samples_s", "ceiling_samples_s"):
             assert math.isfinite(r[key]) and r[key] > 0, (r["sampler"], r["batch"], key, r[key])
-        # the sampler evaluates G at least as often as its ceiling (no work skipped), and not grossly more
-        assert r["evals"] <= r["g_evals"] <= 2 * r["evals"] + 1, r
+        # the sampler evaluates G at least as often as its ceiling (no work skipped) and, apart from DRS (whose
+        # batch runs until its last row accepts), not grossly more
+        assert r["g_evals"] >= min(r["evals"], r["evals_per_output"]) - 1e-9, r
+        assert r["sampler"] == "drs" or r["g_evals"] <= 2 * r["evals"] + 1, r
     mh = [r for r in rows if r["sampler"] == "mh"]
     assert all(r["reference_samples_s"] > 0 for r in mh)
 
