@@ -335,10 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference=not args.no_reference, drs_tries=args.drs_tries or (QUICK_DRS_TRIES if q else None),
         skipped=skipped,
     )
+    at = args.summary_batch if args.summary_batch in batches else max(batches)
     text = "\n".join([
         report(rows, models, info),
-        f"## Summary: ratio to ceiling at batch {args.summary_batch}", "",
-        summary(rows, args.summary_batch), "",
+        f"## Summary: ratio to ceiling at batch {at}", "",
+        summary(rows, at), "",
         "Skipped (over the time limits of this run): "
         + (", ".join(f"{m} {s} batch {b}" for m, s, b in skipped) or "none"), "",
     ])
