@@ -22,11 +22,11 @@ from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
 
 DONE_CHECK_EVERY = 8
+"""Iterations between host syncs that test "every row done" before the longest row's length is reached (rows of
+DRS finish early when they accept). From the last step of that length on, the test runs every iteration."""
 COMPACT_BELOW = 0.5
 """At a done-check, when fewer than this fraction of the rows are still running (DRS rows finish at different
 tries), the next ``DONE_CHECK_EVERY`` steps run only those rows instead of stepping finished rows masked."""
-"""Iterations between host syncs that test "every row done" before the longest row's length is reached (rows of
-DRS finish early when they accept). After that length the test runs every iteration."""
 MAX_LENGTH_FACTOR = 2
 """No sampler runs a row past ``MAX_LENGTH_FACTOR * n_steps`` steps (MH-GAN's ``real`` restart runs K more)."""
 
