@@ -18,10 +18,7 @@ import asyncio
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._server import start_server
 
 DEFAULT_MODEL = "gaussians25"
 DEFAULT_STEPS = 640  # MH-GAN's K, the demo models' default
@@ -43,33 +45,7 @@ MIXED_SHORT = {"n": 4, "steps": 50}
 MIXED_REQUESTS = 64
 MIXED_CONCURRENCY = 8
 MIXED_JOB = {"n": 256, "steps": 20_000}
-START_TIMEOUT_S = 180.0
 REQUEST_TIMEOUT_S = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(models: Path, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    exe = shutil.which("gansampler-server")
-    cmd = [exe] if exe else [sys.executable, "-m", "service.cli"]
-    cmd += ["serve", "--models", str(models), "--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not become ready")
 
 
 def pct(values: list[tuple[float, float]], q: float, server: bool = False) -> float:

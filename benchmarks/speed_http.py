@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,7 @@ from benchmarks._common import (
     median,
     registry_model,
 )
+from benchmarks._server import start_server
 from benchmarks.speed_work import Samplers
 
 HTTP_N = 256
@@ -51,46 +50,8 @@ HTTP_STEPS = 64
 HTTP_MODELS = ("gaussians25", "digits-dcgan")
 HTTP_SAMPLERS = ("raw", "mh", "rep", "ddls", "drs", "sir")
 ROUNDS = 5
-START_TIMEOUT_S = 180.0
 REQUEST_TIMEOUT_S = 600.0
 SEED = 1234
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(models_dir: Path, data_dir: Path, threads: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """``gansampler-server serve`` on a free loopback port; returns once ``/readyz`` answers 200.
-
-    ``threads`` sets the server's intra-op threads (OMP_NUM_THREADS / MKL_NUM_THREADS), to match this process.
-    """
-    import httpx
-
-    port = _free_port()
-    exe = shutil.which("gansampler-server")
-    cmd = [exe] if exe else [sys.executable, "-m", "service.cli"]
-    cmd += ["serve", "--models", str(models_dir), "--port", str(port), "--data-dir", str(data_dir),
-            "--log-level", "warning"]
-    env = dict(os.environ)
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {' '.join(cmd)}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not become ready")
 
 
 def http_sample(client: object, url: str, model: str, sampler: str, n: int, steps: int) -> tuple[float, float]:
