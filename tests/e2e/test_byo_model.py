@@ -14,10 +14,8 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +27,11 @@ import tomli_w
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # tests/e2e has no __init__.py
+    sys.path.insert(0, str(ROOT))
+
+from tests.e2e.live_server import serve_process, server_command  # noqa: E402
+
 EXAMPLES = ROOT / "examples"
 pytestmark = pytest.mark.slow
 
@@ -47,11 +50,6 @@ MODELS = ("my-digits", "my-digits-sd", "my-digits-onnx", "my-digits-exported", "
 def _env() -> dict[str, str]:
     """The user's environment: their module (examples/my_gan.py) importable by the server through PYTHONPATH."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES), str(ROOT)]), "OMP_NUM_THREADS": "1"}
-
-
-def _server_cmd() -> list[str]:
-    exe = shutil.which("gansampler-server")  # the installed console script; the module when not installed
-    return [exe] if exe else [sys.executable, "-m", "service.cli"]
 
 
 def _run(args: list[str], cwd: Path = ROOT) -> str:
@@ -91,7 +89,7 @@ def _add_exported_copy(models: Path) -> None:
     manifest["name"] = "my-digits-exported"
     for role, shape in (("generator", "16"), ("discriminator", "1,8,8")):
         table = manifest[role]
-        out = _run([*_server_cmd(), "export", "--arch", table["arch"], "--kwargs", json.dumps(table["kwargs"]),
+        out = _run([*server_command(), "export", "--arch", table["arch"], "--kwargs", json.dumps(table["kwargs"]),
                     "--weights", str(src / table["file"]), "--input-shape", shape, "--out", str(dst / f"{role}.pt2")])
         lines = dict(line.split(" = ", 1) for line in out.splitlines() if " = " in line)  # the printed TOML lines
         manifest[role] = {"format": "torch_export", "file": f"{role}.pt2", "sha256": json.loads(lines["sha256"])}
@@ -107,43 +105,20 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run([sys.executable, str(EXAMPLES / "byo_pytorch_dcgan.py"), str(models), "--steps", DCGAN_STEPS])
     _add_onnx_copy(models)
     _add_exported_copy(models)
-    verify = _run([*_server_cmd(), "verify", "--root", str(models)])
+    verify = _run([*server_command(), "verify", "--root", str(models)])
     assert f"{len(MODELS)} ok, 0 failed" in verify, verify
     assert "final sigmoid of the discriminator removed" in verify  # the DCGAN's nn.Sigmoid, stripped
     for name in MODELS:
-        out = _run([*_server_cmd(), "calibrate", name, "--root", str(models), "--pilot", "500"])
+        out = _run([*server_command(), "calibrate", name, "--root", str(models), "--pilot", "500"])
         assert "held-out  AUC" in out and "wrote" in out, out
     return models
 
 
 @pytest.fixture(scope="module")
 def server(registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    cmd = [*_server_cmd(), "serve", "--models", str(registry), "--port", str(port),
-           "--data-dir", str(tmp_path_factory.mktemp("data")), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "server exited"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in time"
-            time.sleep(0.2)
+    with serve_process(registry, tmp_path_factory.mktemp("data"), _env(), ROOT, START_TIMEOUT_S,
+                       STOP_TIMEOUT_S) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _post(url: str, sampler: str, body: dict[str, object], accept: str = "application/json") -> httpx.Response:

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +19,7 @@ if str(ROOT) not in sys.path:  # tests/e2e has no __init__.py
     sys.path.insert(0, str(ROOT))
 
 from tests.api.toy_registry import build  # noqa: E402
+from tests.e2e.live_server import serve_process  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -32,43 +28,13 @@ STOP_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 60.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("e2e")
     models = build(tmp / "models", failing=False)
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GANSAMPLER_ADMIN_TOKEN": "e2e"}
-    exe = shutil.which("gansampler-server")  # the installed console script; the module when not installed
-    cmd = [exe] if exe else [sys.executable, "-m", "service.cli"]
-    cmd += ["serve", "--models", str(models), "--port", str(port),
-           "--host", "127.0.0.1", "--data-dir", str(tmp / "data"), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "server exited"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in time"
-            time.sleep(0.2)  # polling a separate process for readiness
+    with serve_process(models, tmp / "data", env, ROOT, START_TIMEOUT_S, STOP_TIMEOUT_S) as (url, proc):
         yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, proc.stdout.read().decode() if proc.stdout else ""
 
 
