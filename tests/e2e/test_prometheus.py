@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # tests/e2e has no __init__.py: make the observability helpers importable
     sys.path.insert(0, str(ROOT))
 
+from tests.e2e.live_server import free_port  # noqa: E402
 from tests.observability import promql  # noqa: E402
 from tests.observability.tools import require_binary  # noqa: E402
 
@@ -56,12 +56,6 @@ MAX_MODELS = 3
 ROUNDS = 2
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, proc: subprocess.Popen[bytes] | None = None,
