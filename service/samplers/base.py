@@ -140,6 +140,15 @@ class SamplingAlgorithm(Protocol):
         """True when the target is exact for an optimal calibrated D (no O(eps) bias, no gamma shift)."""
         ...
 
+    def supports_blocks(self) -> bool:
+        """True when ``step_block(state, streams, params, t, steps, width) -> (state, BlockInfo)`` runs up to
+        ``width`` steps per row in one network call (:mod:`service.samplers.block`)."""
+        ...
+
+    def steps_left(self, state: Any, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
+        """(B,) int64 steps each row still runs before ``done``."""
+        ...
+
 
 def fill_params(
     cls: type[P],

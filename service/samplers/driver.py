@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from service.samplers.base import tree_scatter, tree_select, tree_where
+from service.samplers.block import BLOCK_BYTES, BLOCK_PROPOSALS, BlockInfo, block_width, step_mask
 from service.samplers.energy import energy
 from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
@@ -108,6 +109,31 @@ def update_stats(stats: ChainStats, info: Any, active: Tensor) -> ChainStats:
     )
 
 
+def update_stats_block(stats: ChainStats, info: BlockInfo) -> ChainStats:
+    """Fold one block's per-row sums into the statistics (rows that ran no step are unchanged)."""
+    ran = info.steps > 0
+    return ChainStats(
+        accepted=stats.accepted + info.accepted,
+        proposals=stats.proposals + info.steps,
+        acceptance_sum=stats.acceptance_sum + info.acceptance_sum.float(),
+        nonfinite=stats.nonfinite + info.nonfinite,
+        logit_initial=stats.logit_initial,
+        logit_final=torch.where(ran, info.logit.float(), stats.logit_final),
+    )
+
+
+def sample_bytes(algo: Any, state: Any) -> int:
+    """Bytes of one row's generated sample x (sizes proposal blocks)."""
+    x = algo.output(state).x
+    return int(x[:1].numel() * x.element_size())
+
+
+def block_curve(info: BlockInfo) -> Tensor:
+    """(W,) mean acceptance probability of each step of a block over the rows that ran it."""
+    on = step_mask(info.steps, int(info.rates.shape[1]))
+    return info.rates.sum(0) / on.sum(0).clamp(min=1)
+
+
 def _trace_row(algo: Any, state: Any) -> tuple[Tensor, Tensor, Tensor]:
     out = algo.output(state)
     z = out.z.detach().float()
@@ -121,13 +147,19 @@ def run_chains(
     params: Any,
     n_steps: int | Tensor,
     trace_every: int = 0,
+    block_proposals: int = BLOCK_PROPOSALS,
 ) -> ChainRun:
     """Run ``len(streams)`` chains to their lengths, all rows as one batch.
 
     n_steps: int or (B,) int64, each row's length (chain length K, SIR candidates N, DRS max tries).
     params:  the algorithm's Params for these rows (``algo.make_params``).
     trace_every: record Traces every this many steps (0: no traces).
+    block_proposals: samplers that support proposal blocks (:mod:`service.samplers.block`: mh, drs, sir) run
+        several steps per network call, up to this many proposal rows per call; 1 runs one step at a time.
+        Blocks are not used while recording traces.
     """
+    if block_proposals > 1 and trace_every == 0 and algo.supports_blocks():
+        return _run_blocks(algo, streams, params, n_steps, block_proposals)
     device = streams.seed.device
     b = len(streams)
     n = torch.as_tensor(n_steps, dtype=torch.int64, device=device).expand(b).clone()
@@ -180,6 +212,42 @@ def run_chains(
         traces = Traces(trace_every, torch.tensor(trace_t, dtype=torch.int64), logit, en, zn)
     curve_t = torch.stack(curve) if curve else torch.zeros(0, device=device)
     return ChainRun(algo.output(state), stats, algo.chain_extras(state), traces, curve_t, t)
+
+
+def _run_blocks(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor, block_proposals: int) -> ChainRun:
+    """:func:`run_chains` with proposal blocks: each iteration runs up to W steps of the rows that have steps left
+    (only those rows once fewer than ``COMPACT_BELOW`` of them remain)."""
+    device = streams.seed.device
+    b = len(streams)
+    n = torch.as_tensor(n_steps, dtype=torch.int64, device=device).expand(b).clone()
+    state = algo.init(streams, params)
+    stats = init_stats(algo, state)
+    t = torch.zeros(b, dtype=torch.int64, device=device)
+    x_bytes = sample_bytes(algo, state) if b else 1
+    curve: list[Tensor] = []
+    while True:
+        left = algo.steps_left(state, params, t, n)
+        running = left > 0
+        n_running = int(running.sum())
+        if n_running == 0:
+            break
+        width = min(block_width(n_running, x_bytes, block_proposals, BLOCK_BYTES), int(left.max()))
+        if n_running < COMPACT_BELOW * b:
+            rows = running.nonzero().squeeze(1)
+            sub, info = algo.step_block(
+                tree_select(state, rows), tree_select(streams, rows), tree_select(params, rows), t[rows],
+                left[rows].clamp(max=width), width,
+            )
+            state = tree_scatter(state, rows, sub)
+            stats = tree_scatter(stats, rows, update_stats_block(tree_select(stats, rows), info))
+            t = t.index_add(0, rows, info.steps)
+        else:
+            state, info = algo.step_block(state, streams, params, t, left.clamp(max=width), width)
+            stats = update_stats_block(stats, info)
+            t = t + info.steps
+        curve.append(block_curve(info))
+    curve_t = torch.cat(curve) if curve else torch.zeros(0, device=device)
+    return ChainRun(algo.output(state), stats, algo.chain_extras(state), None, curve_t, t)
 
 
 def steps_values(

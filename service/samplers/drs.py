@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from service.samplers.base import ChainOutput, GanPair, rows_where
+from service.samplers.block import BlockInfo, pick, step_mask
 from service.samplers.energy import evaluate
 from service.samplers.kernel import DRAW_ACCEPT, DRAW_INIT_ACCEPT, DRAW_PROPOSAL, SamplerBase, accept_test
 from service.samplers.options import Flag, Number, Options, option
@@ -156,6 +157,51 @@ class DrsSampler(SamplerBase):
             above_max=state.above_max + prop.above_max * take.to(torch.int64),
         )
         info = DrsInfo(rate, take & prop.accepted, take & ~prop.finite, new.logit)
+        return new, info
+
+    def supports_blocks(self) -> bool:
+        return True
+
+    def steps_left(self, state: DrsState, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
+        """Tries left after ``init``'s first: none once accepted (the ``done`` rule)."""
+        return torch.where(state.accepted, 0, (n_steps - 1 - t).clamp(min=0))
+
+    def step_block(
+        self, state: DrsState, streams: Streams, params: Any, t: Tensor, steps: Tensor, width: int
+    ) -> tuple[DrsState, BlockInfo]:
+        """Up to ``steps`` (B,) tries per row with one G + D call; a row stops at its first acceptance.
+
+        Tries are independent, so every try's accept test runs at once on (B, W); the tries a row takes are the
+        prefix up to and including its first accepted one (no loop at all).
+        """
+        cand = self.candidates(streams, t, width)
+        on = step_mask(steps, width) & ~state.accepted[:, None]
+        test = accept_test(self._log_p(cand.logit), cand.finite, torch.ones_like(cand.finite), cand.u)
+        hit = (test.accept & on).to(torch.int64)
+        take = on & ((torch.cumsum(hit, 1) - hit) == 0)  # no earlier try of this block accepted
+        n_take = take.sum(1)
+        sel = n_take - 1  # the last try taken: the accepted one, or the last rejected one
+        rows = torch.arange(len(sel), device=sel.device)
+        at = sel.clamp(min=0)
+        tried = sel >= 0
+        new = DrsState(
+            z=pick(sel, cand.z, state.z),
+            x=pick(sel, cand.x, state.x),
+            logit=torch.where(tried, cand.logit[rows, at], state.logit),
+            finite=torch.where(tried, cand.finite[rows, at], state.finite),
+            accepted=state.accepted | (hit.bool() & take).any(1),
+            tries=state.tries + n_take,
+            above_max=state.above_max + (take & cand.finite & (cand.logit > self.logit_max)).sum(1),
+        )
+        rates = torch.where(take, test.rate, 0.0).float()
+        info = BlockInfo(
+            steps=n_take,
+            accepted=(hit.bool() & take).sum(1),
+            acceptance_sum=rates.sum(1),
+            nonfinite=(take & ~cand.finite).sum(1),
+            logit=new.logit,
+            rates=rates,
+        )
         return new, info
 
     def done(self, state: DrsState, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from service.samplers.base import GanPair, ParamSpec, UnsupportedPairError, fill_params
+from service.samplers.block import Candidates, draw_candidates
 from service.samplers.options import Options
 from service.samplers.rng import DRAW_INIT, Streams, normal, uniform
 
@@ -107,6 +108,15 @@ class SamplerBase:
     def exact(self) -> bool:
         return True
 
+    def supports_blocks(self) -> bool:
+        """True when ``step_block`` runs several steps per network call (independence samplers, see
+        :mod:`service.samplers.block`)."""
+        return False
+
+    def steps_left(self, state: Any, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
+        """(B,) int64 steps each row still runs under the default ``done`` rule ``t >= n_steps``."""
+        return (n_steps - t).clamp(min=0)
+
     # -- helpers --------------------------------------------------------------------------------------------
 
     def prior_draw(self, streams: Streams, t: Tensor | int, draw: int) -> Tensor:
@@ -115,6 +125,10 @@ class SamplerBase:
 
     def init_latent(self, streams: Streams) -> Tensor:
         return self.prior_draw(streams, 0, DRAW_INIT)
+
+    def candidates(self, streams: Streams, t: Tensor, width: int) -> Candidates:
+        """Proposals (``DRAW_PROPOSAL``) and accept uniforms (``DRAW_ACCEPT``) of steps t .. t + width − 1."""
+        return draw_candidates(self.pair, self.latent_shape, streams, t, width, DRAW_PROPOSAL, DRAW_ACCEPT)
 
     @staticmethod
     def accept_uniform(streams: Streams, t: Tensor | int, draw: int = DRAW_ACCEPT) -> Tensor:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from service.samplers.base import ChainOutput, GanPair, SamplerParamError, UnsupportedPairError, rows_where
+from service.samplers.block import BlockInfo, pick, step_mask
 from service.samplers.energy import evaluate
 from service.samplers.kernel import DRAW_INIT_INDEX, DRAW_PROPOSAL, STEPS_KEY, SamplerBase, accept_test
 from service.samplers.options import Choice, Options, option
@@ -155,6 +156,57 @@ class MhSampler(SamplerBase):
                 finite_first=torch.where(first, ev.finite, state.finite_first),
             )
         info = MhInfo(test.rate, acc, ~ev.finite, new.logit, test.log_alpha, ev.logit)
+        return new, info
+
+    def supports_blocks(self) -> bool:
+        """Blocks need proposals independent of the state: true for ``generator`` init. ``real`` init restarts a
+        chain from its step-0 proposal, which the block scan does not track, so it runs one step at a time."""
+        return not self.real_init
+
+    def step_block(
+        self, state: MhState, streams: Streams, params: MhParams, t: Tensor, steps: Tensor, width: int
+    ) -> tuple[MhState, BlockInfo]:
+        """``steps`` (B,) MH steps per row (at most ``width``) with one G + D call (:mod:`service.samplers.block`).
+
+        The scan is :func:`accept_test` step by step on (B,) tensors, carrying only the current logit and the
+        index ``sel`` of the accepted proposal; z and x are gathered once at the end.
+        """
+        assert not self.real_init, "mh init='real' runs one step at a time"
+        cand = self.candidates(streams, t, width)
+        on = step_mask(steps, width)
+        ok = cand.finite & on  # a step the row does not run is a proposal that is never accepted
+        log_u = torch.log(cand.u)
+        logit, finite = state.logit, state.finite
+        sel = torch.full_like(steps, -1)
+        inf = torch.full_like(logit, float("inf"))
+        index = torch.arange(width, device=steps.device)
+        las, accs = [], []
+        for j in range(width):
+            la = torch.where(finite, cand.logit[:, j] - logit, inf)
+            la = torch.where(torch.isnan(la), -inf, la)
+            la = torch.where(ok[:, j], la, -inf)
+            acc = log_u[:, j] < la
+            logit = torch.where(acc, cand.logit[:, j], logit)
+            finite = finite | acc  # only a finite proposal is accepted
+            sel = torch.where(acc, index[j], sel)
+            las.append(la)
+            accs.append(acc)
+        rates = torch.where(on, torch.exp(torch.clamp(torch.stack(las, 1), max=0.0)), 0.0).float()
+        new = state._replace(
+            z=pick(sel, cand.z, state.z),
+            x=pick(sel, cand.x, state.x),
+            logit=logit,
+            finite=finite,
+            is_real=state.is_real & (sel < 0),
+        )
+        info = BlockInfo(
+            steps=steps,
+            accepted=torch.stack(accs, 1).sum(1),
+            acceptance_sum=rates.sum(1),
+            nonfinite=(on & ~cand.finite).sum(1),
+            logit=logit,
+            rates=rates,
+        )
         return new, info
 
     def _restart(self, state: MhState, params: MhParams, t: Tensor) -> MhState:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from service.samplers.base import ChainOutput, rows_where
+from service.samplers.block import BlockInfo, pick, step_mask
 from service.samplers.energy import evaluate
 from service.samplers.kernel import DRAW_PROPOSAL, SamplerBase
 from service.samplers.options import Options
@@ -94,6 +95,60 @@ class SirSampler(SamplerBase):
             log_w_max=torch.maximum(state.log_w_max, lw),
         )
         return new, SirInfo(torch.exp(log_p), take, ~ev.finite, new.logit)
+
+    def supports_blocks(self) -> bool:
+        return True
+
+    def steps_left(self, state: SirState, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
+        """Candidates left after ``init``'s first (the ``done`` rule ``t + 1 >= n_steps``)."""
+        return (n_steps - 1 - t).clamp(min=0)
+
+    def step_block(
+        self, state: SirState, streams: Streams, params: Any, t: Tensor, steps: Tensor, width: int
+    ) -> tuple[SirState, BlockInfo]:
+        """``steps`` (B,) candidates per row with one G + D call; the reservoir update runs candidate by candidate
+        on (B,) tensors, exactly as :meth:`step` does. A step the row does not run has weight 0, which leaves the
+        sums and the kept candidate unchanged."""
+        cand = self.candidates(streams, t, width)
+        on = step_mask(steps, width)
+        fin = cand.finite & on
+        lw = _log_weight(cand.logit, fin)
+        log_u = torch.log(cand.u)
+        lws, lw2, kept_finite = state.log_w_sum, state.log_w2_sum, state.finite
+        sel = torch.full_like(steps, -1)
+        index = torch.arange(width, device=steps.device)
+        zero = torch.zeros_like(lws)
+        log_ps, takes = [], []
+        for j in range(width):
+            lws = torch.logaddexp(lws, lw[:, j])
+            log_p = torch.nan_to_num(lw[:, j] - lws, nan=float("-inf"))
+            log_p = torch.where(fin[:, j] & ~kept_finite, zero, log_p)
+            take = log_u[:, j] < log_p
+            kept_finite = kept_finite | take  # only a finite candidate is ever kept
+            lw2 = torch.logaddexp(lw2, 2.0 * lw[:, j])
+            sel = torch.where(take, index[j], sel)
+            log_ps.append(log_p)
+            takes.append(take)
+        rates = torch.where(on, torch.exp(torch.stack(log_ps, 1)), 0.0).float()
+        logit = pick(sel, cand.logit, state.logit)
+        new = SirState(
+            z=pick(sel, cand.z, state.z),
+            x=pick(sel, cand.x, state.x),
+            logit=logit,
+            finite=kept_finite,
+            log_w_sum=lws,
+            log_w2_sum=lw2,
+            log_w_max=torch.maximum(state.log_w_max, lw.max(1).values),
+        )
+        info = BlockInfo(
+            steps=steps,
+            accepted=torch.stack(takes, 1).sum(1),
+            acceptance_sum=rates.sum(1),
+            nonfinite=(on & ~cand.finite).sum(1),
+            logit=logit,
+            rates=rates,
+        )
+        return new, info
 
     def done(self, state: SirState, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
         return t + 1 >= n_steps

@@ -1,0 +1,137 @@
+"""Proposal blocks (service.samplers.block): W steps of mh, drs and sir in one network call give the very chain
+that W single steps give. The pairs here act row by row with elementwise ops, so equality is exact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from service.samplers import SAMPLERS
+from service.samplers.base import GanPair
+from service.samplers.block import BLOCK_BYTES, block_width
+from service.samplers.driver import ChainRun, run_chains
+from service.samplers.rng import Streams
+from tests.samplers.analytic import gaussian_target_logit_max, gaussian_target_pair, nonlinear_pair
+
+BLOCK_SAMPLERS = ("mh", "sir", "drs")
+
+
+def _algo(name: str, pair: GanPair, options: dict[str, Any] | None = None) -> Any:
+    entry = SAMPLERS[name]
+    if name == "drs" and options is None:
+        options = {"logit_max": gaussian_target_logit_max() + 1.0}
+    return entry.cls(pair, entry.options_cls.from_dict(options or {}))
+
+
+def _nan_pair() -> GanPair:
+    """nonlinear_pair whose G returns NaN rows for z_0 > 1.2 and whose D returns +inf for z_1 < -1.5."""
+    base = nonlinear_pair(3)
+
+    def generator(z: Tensor) -> Tensor:
+        x = base.generator(z)
+        return torch.where((z[:, :1] > 1.2), torch.full_like(x, float("nan")), x)
+
+    def logit(x: Tensor) -> Tensor:
+        d = base.logit(x)
+        return torch.where(x[:, 1] < -1.5, torch.full_like(d, float("inf")), d)
+
+    return base._replace(generator=generator, logit=logit)
+
+
+def _run(algo: Any, n_steps: Tensor, block_proposals: int, seed: int = 3) -> ChainRun:
+    b = int(n_steps.shape[0])
+    return run_chains(algo, Streams.for_request(seed, b), algo.make_params({}, b, "cpu"), n_steps,
+                      block_proposals=block_proposals)
+
+
+def _assert_same(a: ChainRun, b: ChainRun) -> None:
+    assert torch.equal(a.output.z, b.output.z)
+    assert torch.equal(a.output.x.nan_to_num(7.0), b.output.x.nan_to_num(7.0))
+    assert torch.equal(a.output.logit.nan_to_num(7.0), b.output.logit.nan_to_num(7.0))
+    assert torch.equal(a.steps, b.steps)
+    for f in ("accepted", "proposals", "nonfinite"):
+        assert torch.equal(getattr(a.stats, f), getattr(b.stats, f)), f
+    torch.testing.assert_close(a.stats.acceptance_sum, b.stats.acceptance_sum, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.stats.logit_final.nan_to_num(7.0), b.stats.logit_final.nan_to_num(7.0))
+    assert a.extras.keys() == b.extras.keys()
+    for k in a.extras:
+        torch.testing.assert_close(a.extras[k].double().nan_to_num(7.0), b.extras[k].double().nan_to_num(7.0))
+
+
+@pytest.mark.parametrize("name", BLOCK_SAMPLERS)
+@pytest.mark.parametrize("pair_fn", [gaussian_target_pair, lambda: nonlinear_pair(3), _nan_pair],
+                         ids=["gaussian", "nonlinear", "nonfinite"])
+def test_blocks_give_the_chains_of_single_steps(name: str, pair_fn: Any) -> None:
+    algo = _algo(name, pair_fn())
+    assert algo.supports_blocks()
+    b = 24
+    n_steps = torch.randint(1, 60, (b,), generator=torch.Generator().manual_seed(1))  # rows of unequal length
+    single = _run(algo, n_steps, block_proposals=1)
+    assert single.stats.proposals.sum() > 0
+    # widths 1 (every row), 7 (does not divide the lengths), 64 (longer than every chain: one block)
+    for proposals in (b, 7 * b, 64 * b):
+        _assert_same(_run(algo, n_steps, block_proposals=proposals), single)
+
+
+def test_nonfinite_proposals_are_counted_and_never_kept_in_blocks() -> None:
+    algo = _algo("mh", _nan_pair())
+    run = _run(algo, torch.full((32,), 50), block_proposals=32 * 50)
+    assert int(run.stats.nonfinite.sum()) > 0
+    assert bool(torch.isfinite(run.output.x).all())
+
+
+def test_drs_block_stops_each_row_at_its_first_acceptance() -> None:
+    algo = _algo("drs", gaussian_target_pair(), {"logit_max": gaussian_target_logit_max() + 3.0})
+    run = _run(algo, torch.full((200,), 12), block_proposals=200 * 5)
+    acc = run.extras["accepted"]
+    assert bool(acc.any()) and int(acc.sum()) < 200  # both kinds of rows exist at this logit_max
+    # one accepted step per row that accepted after init's try; tries = init + steps; an exhausted row ran them all
+    stepped = run.steps > 0
+    assert torch.equal(run.stats.accepted[stepped], acc[stepped].to(torch.int64))
+    assert bool(acc[~stepped].all())
+    assert torch.equal(run.extras["tries"], run.steps + 1)
+    assert bool((run.extras["tries"][~acc] == 12).all())
+
+
+def test_mh_real_init_runs_one_step_at_a_time() -> None:
+    real = torch.randn(50, 1, generator=torch.Generator().manual_seed(0)) * 0.5 + 1.0
+    algo = _algo("mh", gaussian_target_pair(real=real), {"init": "real"})
+    assert not algo.supports_blocks()
+    b = 8
+    values = {"steps": torch.tensor(30)}
+    run = run_chains(algo, Streams.for_request(1, b), algo.make_params(values, b, "cpu"), 30)
+    assert int(run.stats.proposals.min()) >= 30
+
+
+@pytest.mark.parametrize("name", ["raw", "rep", "ddls"])
+def test_state_dependent_samplers_do_not_claim_blocks(name: str) -> None:
+    assert not _algo(name, gaussian_target_pair()).supports_blocks()
+
+
+def test_block_width_fills_the_proposal_budget_within_the_byte_budget() -> None:
+    assert block_width(1, 8, proposals=4096) == 4096
+    assert block_width(256, 8, proposals=4096) == 16
+    assert block_width(5000, 8, proposals=4096) == 1  # never below one step
+    big = BLOCK_BYTES // 100  # a sample so large that only 100 fit
+    assert block_width(10, big, proposals=4096) == 10
+    assert block_width(1000, big, proposals=4096) == 1
+
+
+class _Counting:
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, z: Tensor) -> Tensor:
+        self.calls.append(int(z.shape[0]))
+        return z
+
+
+def test_one_chain_scores_its_proposals_in_blocks_not_one_by_one() -> None:
+    g = _Counting()
+    algo = _algo("mh", gaussian_target_pair()._replace(generator=g))
+    _run(algo, torch.full((1,), 640), block_proposals=256)
+    # init (1 row), then 640 steps in blocks of 256, 256, 128 rows
+    assert g.calls == [1, 256, 256, 128]
