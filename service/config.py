@@ -37,6 +37,7 @@ DEFAULT_MAX_QUEUE_CHAIN_STEPS = 20_000_000  # admitted but not yet run, all sync
 DEFAULT_STEPS_PER_ITERATION = 1  # steps a pool runs between admission points
 DEFAULT_JOB_BATCH_FRACTION = 0.5  # share of a pool's rows job chains may hold, so requests always find room
 DEFAULT_RETRY_AFTER_S = 1  # minimum Retry-After on 429 / 503
+DEFAULT_DEVICE_MEMORY_FRACTION = 0.8  # share of a GPU's free memory (at a pool's first step) one step may use
 
 # Jobs.
 DEFAULT_MAX_JOB_N = 65_536
@@ -83,6 +84,17 @@ class Settings(BaseSettings):
     steps_per_iteration: int = Field(default=DEFAULT_STEPS_PER_ITERATION, ge=1)
     job_batch_fraction: float = Field(default=DEFAULT_JOB_BATCH_FRACTION, gt=0, le=1)
     retry_after_s: int = Field(default=DEFAULT_RETRY_AFTER_S, ge=1)
+    device_memory_fraction: float = Field(
+        default=DEFAULT_DEVICE_MEMORY_FRACTION, gt=0, le=1,
+        description="on CUDA, the share of the device's free memory one pool step may use: each pool (model, "
+        "sampler, options, device) measures its step's memory per row once and admits at most the rows that fit",
+    )
+    max_step_rows: int | None = Field(
+        default=None, ge=1,
+        description="most proposal rows one pool step may evaluate, on every device (None: on CUDA what fits "
+        "the memory budget, on CPU no limit); admission fills a pool with at most min(max_batch_chains, "
+        "this) chains and the rest sizes blocks of several proposals per chain",
+    )
 
     max_job_n: int = Field(default=DEFAULT_MAX_JOB_N, ge=1)
     max_job_steps: int = Field(default=DEFAULT_MAX_JOB_STEPS, ge=1)

@@ -146,6 +146,12 @@ class PrometheusSink:
             ["model"], namespace=n, registry=r,
         )
         self.jobs = Gauge("jobs", "Jobs by state.", ["state"], namespace=n, registry=r)
+        self.pool_max_rows = Gauge(
+            "pool_max_rows",
+            "Most proposal rows one step of a chain pool may evaluate on its device: on CUDA what fits the memory "
+            "budget (measured at the pool's first step, halved after an out-of-memory error), else a setting.",
+            ["model", "sampler", "device"], namespace=n, registry=r,
+        )
         for state in JOB_STATES:
             self.jobs.labels(state=state).set(0)
 
@@ -153,6 +159,7 @@ class PrometheusSink:
         self._memory_keys: set[tuple[str, str]] = set()
         self._ready_keys: set[tuple[str]] = set()
         self._job_keys: set[tuple[str]] = {(state,) for state in JOB_STATES}
+        self._pool_keys: set[tuple[str, str, str]] = set()
 
     # --- StatsSink ------------------------------------------------------------------------------------------
     def record_step(self, s: StepStats) -> None:
@@ -195,6 +202,9 @@ class PrometheusSink:
                 self.model_ready, self._ready_keys, {(m,): float(ready) for m, ready in g.models_ready.items()}
             )
             self._job_keys = _replace(self.jobs, self._job_keys, jobs)
+            self._pool_keys = _replace(
+                self.pool_max_rows, self._pool_keys, {k: float(v) for k, v in g.pool_max_rows.items()}
+            )
 
     # --- exposition -----------------------------------------------------------------------------------------
     def render(self) -> tuple[bytes, str]:

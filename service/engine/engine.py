@@ -14,8 +14,9 @@ import time
 from collections.abc import Awaitable
 from typing import Any, NamedTuple
 
-from service.config import Settings
+from service.config import DEFAULT_DEVICE_MEMORY_FRACTION, Settings
 from service.engine.admission import AdmissionController
+from service.engine.budget import StepBudget
 from service.engine.errors import Cancelled, DeadlineExceeded
 from service.engine.stats import Gauges, NullSink, StatsSink
 from service.engine.ticket import ChainResult, Priority, Ticket, Work
@@ -31,24 +32,30 @@ class EngineConfig(NamedTuple):
     job_batch_fraction: float
     max_queue_chain_steps: int
     retry_after_s: int
+    device_memory_fraction: float = DEFAULT_DEVICE_MEMORY_FRACTION
+    max_step_rows: int | None = None
 
     @staticmethod
     def from_settings(s: Settings) -> EngineConfig:
         return EngineConfig(s.devices, s.max_batch_chains, s.steps_per_iteration, s.job_batch_fraction,
-                            s.max_queue_chain_steps, s.retry_after_s)
+                            s.max_queue_chain_steps, s.retry_after_s, s.device_memory_fraction, s.max_step_rows)
 
 
 class Engine:
     def __init__(self, config: EngineConfig, sink: StatsSink | None = None,
-                 observer: EngineObserver | None = None) -> None:
+                 observer: EngineObserver | None = None, budget: StepBudget | None = None) -> None:
         self.config = config
         self.sink: StatsSink = sink if sink is not None else NullSink()
         self.observer = observer if observer is not None else EngineObserver()
         self.admission = AdmissionController(config.max_queue_chain_steps, config.retry_after_s)
         self.gauges = Gauges()
+        # one budget for every device (its cache is per pool key, and keys name their device)
+        self.budget = budget if budget is not None else StepBudget(
+            config.max_batch_chains, config.device_memory_fraction, config.max_step_rows
+        )
         limits = WorkerLimits(config.max_batch_chains, config.steps_per_iteration, config.job_batch_fraction)
         self.workers = {
-            d: DeviceWorker(d, limits, self.admission, self.sink, self.observer, self.publish_gauges)
+            d: DeviceWorker(d, limits, self.admission, self.sink, self.observer, self.publish_gauges, self.budget)
             for d in config.devices
         }
         self._started = False
@@ -123,4 +130,5 @@ class Engine:
         g.queue_depth = sum(w.waiting_chains for w in self.workers.values())
         g.active_chains = sum(w.active_chains for w in self.workers.values())
         g.queued_chain_steps = self.admission.queued
+        g.pool_max_rows = self.budget.limits()
         self.sink.set_gauges(g)

@@ -57,6 +57,8 @@ class Gauges:
     device_memory_bytes: dict[tuple[str, str], int] = field(default_factory=dict)  # (device, kind) -> bytes
     models_ready: dict[str, bool] = field(default_factory=dict)  # model id -> ready
     jobs: dict[str, int] = field(default_factory=dict)  # job state -> count
+    # (model, sampler, device) -> most proposal rows one step of that pool may evaluate (its memory budget)
+    pool_max_rows: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 class StatsSink(Protocol):

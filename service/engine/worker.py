@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from service.engine.admission import AdmissionController
+from service.engine.budget import StepBudget
 from service.engine.errors import Cancelled, DeadlineExceeded, EngineError, EngineStopped, ModelFailed
 from service.engine.pool import Admission, ChainPool
 from service.engine.stats import StatsSink, StepStats
@@ -60,8 +61,10 @@ class DeviceWorker:
         sink: StatsSink,
         observer: EngineObserver,
         on_iteration: Callable[[], None],
+        budget: StepBudget | None = None,
     ) -> None:
         self.device = device
+        self.budget = budget if budget is not None else StepBudget(limits.max_batch_chains)
         self.limits = limits
         self.admission = admission
         self.sink = sink
@@ -121,9 +124,13 @@ class DeviceWorker:
                 key = self._order[0]
                 self._order.rotate(-1)
                 pool = self._pools.get(key)
-                if pool is None:
-                    first = next(t for q in self._waiting[key].values() for t in q)
-                    pool = self._pools[key] = ChainPool(key, first.work.algo)
+                first = None if pool is not None else next(t for q in self._waiting[key].values() for t in q)
+            if first is not None:  # a new pool: size its steps once per key, unlocked (it may probe the device)
+                pool = ChainPool(key, first.work.algo)
+                pool.max_step_rows = self.budget.rows(key, first.work.algo)
+            assert pool is not None
+            with self._cv:
+                self._pools[key] = pool
                 plan, dead = self._plan(key, pool, time.monotonic())
             self._iterate(pool, plan, dead)
             with self._cv:
@@ -140,10 +147,9 @@ class DeviceWorker:
                 q.remove(t)
                 self.waiting_chains -= t.work.n - t.admitted
             dead += gone
-        free = self.limits.max_batch_chains - pool.rows
-        job_room = max(1, int(self.limits.max_batch_chains * self.limits.job_batch_fraction)) - pool.rows_of(
-            Priority.JOB
-        )
+        cap = min(self.limits.max_batch_chains, pool.max_step_rows)  # rows that fit one step on the device
+        free = cap - pool.rows
+        job_room = max(1, int(cap * self.limits.job_batch_fraction)) - pool.rows_of(Priority.JOB)
         plan: list[Admission] = []
         for prio in Priority:
             q = queues.get(prio, deque())
@@ -200,6 +206,11 @@ class DeviceWorker:
             failed = {t.id: t for t in pool.clear()}
             failed.update({a.ticket.id: a.ticket for a in plan})
             err = ModelFailed(pool.key.model, pool.key.sampler, exc)
+            smaller = self.budget.shrink_after(pool.key, exc)  # out of device memory: smaller steps from now on
+            if smaller is not None:
+                pool.max_step_rows = smaller
+                log.warning("pool %s ran out of device memory; at most %d rows per step from now on",
+                            pool.key, smaller)
             with self._cv:
                 for t in failed.values():
                     self._unqueue(t)
