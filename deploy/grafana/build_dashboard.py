@@ -160,6 +160,12 @@ def panels() -> list[Json]:
         panel("timeseries", "Device memory", "Memory per device and kind (model weights, allocated, reserved).",
               [target("sum by (device, kind) (gansampler_device_memory_bytes)", "{{device}} {{kind}}")],
               unit="bytes"),
+        panel("timeseries", "Step budget (rows per step)",
+              "Most proposal rows one pool step may evaluate on its device (gansampler_pool_max_rows): on CUDA the "
+              "largest batch that fits the memory budget, measured at the pool's first step; a drop means a step "
+              "ran out of device memory and the limit was halved. Compare with batch fill.",
+              [target(f"max by (model, sampler, device) (gansampler_pool_max_rows{{{SEL}}})",
+                      "{{model}} {{sampler}} {{device}}")], unit="short", min=0),
         panel("timeseries", "Model ready", "1 when a model version is loaded and serving.",
               [target("max by (model) (gansampler_model_ready)", "{{model}}")], unit="none", min=0, max=1),
         panel("timeseries", "Model load and warm-up time", "Duration of each model version's latest load and warm-up.",

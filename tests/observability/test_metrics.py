@@ -99,6 +99,7 @@ def test_gauges_and_model_load(sink: PrometheusSink) -> None:
     assert value(sink, "gansampler_model_load_seconds", model=MODEL) == pytest.approx(0.8)
     assert value(sink, "gansampler_model_warmup_seconds", model=MODEL) == pytest.approx(0.2)
     assert value(sink, "gansampler_jobs", state="running") == 2
+    assert value(sink, "gansampler_pool_max_rows", model=MODEL, sampler="mh", device="cpu") == 4096
     for state in set(JOB_STATES) - {"running"}:
         assert value(sink, "gansampler_jobs", state=state) == 0
 
@@ -113,6 +114,11 @@ def test_set_gauges_drops_label_sets_that_went_away(sink: PrometheusSink) -> Non
     assert got[("gansampler_device_memory_bytes", frozenset({("device", "cuda:0"), ("kind", "allocated")}))] == 7
     assert got[("gansampler_jobs", frozenset({("state", "running")}))] == 0  # known states stay, at 0
     assert got[("gansampler_jobs", frozenset({("state", "custom")}))] == 1
+    assert not any(name == "gansampler_pool_max_rows" for name, _ in got)  # no pool sized: no series
+    sink.set_gauges(Gauges(pool_max_rows={(MODEL, "mh", "cuda:1"): 96}))
+    got = samples(sink)
+    assert got[("gansampler_pool_max_rows", frozenset({("model", MODEL), ("sampler", "mh"), ("device", "cuda:1")}))] == 96
+    assert ("gansampler_pool_max_rows", frozenset({("model", MODEL), ("sampler", "mh"), ("device", "cpu")})) not in got
     sink.set_gauges(Gauges())
     assert ("gansampler_jobs", frozenset({("state", "custom")})) not in samples(sink)
 

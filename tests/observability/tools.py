@@ -38,4 +38,4 @@ def feed(sink: StatsSink) -> None:
     sink.record_model_load(MODEL, seconds=0.8, warmup_seconds=0.2)
     sink.set_gauges(Gauges(queue_depth=5, queued_chain_steps=640, active_chains=12,
                            device_memory_bytes={("cpu", "models"): 123456}, models_ready={MODEL: True},
-                           jobs={"running": 2}))
+                           jobs={"running": 2}, pool_max_rows={(MODEL, "mh", "cpu"): 4096}))
