@@ -35,6 +35,7 @@ DEFAULT_MAX_TIMEOUT_S = 600.0
 DEFAULT_MAX_BATCH_CHAINS = 1024  # rows stepped together in one pool iteration
 DEFAULT_MAX_QUEUE_CHAIN_STEPS = 20_000_000  # admitted but not yet run, all synchronous requests together
 DEFAULT_STEPS_PER_ITERATION = 1  # steps a pool runs between admission points
+DEFAULT_BLOCK_PROPOSALS = 4096  # proposal rows per G + D call of mh/drs/sir (service.samplers.block)
 DEFAULT_JOB_BATCH_FRACTION = 0.5  # share of a pool's rows job chains may hold, so requests always find room
 DEFAULT_RETRY_AFTER_S = 1  # minimum Retry-After on 429 / 503
 DEFAULT_DEVICE_MEMORY_FRACTION = 0.8  # share of a GPU's free memory (at a pool's first step) one step may use
@@ -82,6 +83,11 @@ class Settings(BaseSettings):
     max_batch_chains: int = Field(default=DEFAULT_MAX_BATCH_CHAINS, ge=1)
     max_queue_chain_steps: int = Field(default=DEFAULT_MAX_QUEUE_CHAIN_STEPS, ge=1)
     steps_per_iteration: int = Field(default=DEFAULT_STEPS_PER_ITERATION, ge=1)
+    block_proposals: int = Field(
+        default=DEFAULT_BLOCK_PROPOSALS, ge=1,
+        description="mh, drs and sir score the proposals of several steps per chain in one G + D call, up to this "
+        "many proposal rows (chains x steps); 1 runs one step per call. Same samples either way",
+    )
     job_batch_fraction: float = Field(default=DEFAULT_JOB_BATCH_FRACTION, gt=0, le=1)
     retry_after_s: int = Field(default=DEFAULT_RETRY_AFTER_S, ge=1)
     device_memory_fraction: float = Field(

@@ -21,6 +21,7 @@ from service.engine.errors import Cancelled, DeadlineExceeded
 from service.engine.stats import Gauges, NullSink, StatsSink
 from service.engine.ticket import ChainResult, Priority, Ticket, Work
 from service.engine.worker import DeviceWorker, EngineObserver, WorkerLimits
+from service.samplers.block import BLOCK_PROPOSALS
 
 DEADLINE_GRACE_S = 1.0  # the worker enforces deadlines; the waiter gives up this much later as a backstop
 
@@ -34,11 +35,13 @@ class EngineConfig(NamedTuple):
     retry_after_s: int
     device_memory_fraction: float = DEFAULT_DEVICE_MEMORY_FRACTION
     max_step_rows: int | None = None
+    block_proposals: int = BLOCK_PROPOSALS
 
     @staticmethod
     def from_settings(s: Settings) -> EngineConfig:
         return EngineConfig(s.devices, s.max_batch_chains, s.steps_per_iteration, s.job_batch_fraction,
-                            s.max_queue_chain_steps, s.retry_after_s, s.device_memory_fraction, s.max_step_rows)
+                            s.max_queue_chain_steps, s.retry_after_s, s.device_memory_fraction, s.max_step_rows,
+                            s.block_proposals)
 
 
 class Engine:
@@ -51,9 +54,10 @@ class Engine:
         self.gauges = Gauges()
         # one budget for every device (its cache is per pool key, and keys name their device)
         self.budget = budget if budget is not None else StepBudget(
-            config.max_batch_chains, config.device_memory_fraction, config.max_step_rows
+            config.max_batch_chains, config.device_memory_fraction, config.max_step_rows, config.block_proposals
         )
-        limits = WorkerLimits(config.max_batch_chains, config.steps_per_iteration, config.job_batch_fraction)
+        limits = WorkerLimits(config.max_batch_chains, config.steps_per_iteration, config.job_batch_fraction,
+                              config.block_proposals)
         self.workers = {
             d: DeviceWorker(d, limits, self.admission, self.sink, self.observer, self.publish_gauges, self.budget)
             for d in config.devices

@@ -20,7 +20,8 @@ from torch import Tensor
 from service.engine.stats import ChainsFinished
 from service.engine.ticket import PoolKey, Priority, Ticket
 from service.samplers.base import SamplingAlgorithm, tree_cat, tree_select
-from service.samplers.driver import init_stats, update_stats
+from service.samplers.block import BLOCK_BYTES, BLOCK_PROPOSALS, block_width
+from service.samplers.driver import init_stats, sample_bytes, update_stats, update_stats_block
 from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
 
@@ -74,16 +75,32 @@ class Admission(NamedTuple):
 
 
 class StepCounts(NamedTuple):
+    """What one pool step ran: ``rows`` chains, ``chain_steps`` steps in all (rows × steps per row; a proposal
+    block runs several steps per row), and the proposals, acceptances and non-finite proposals among them."""
+
     rows: int
     proposals: int
     accepted: int
     nonfinite: int
+    chain_steps: int
+
+
+UNBOUNDED_ROWS = 2**62
+"""``max_step_rows`` when the device sets no limit."""
 
 
 class ChainPool:
-    def __init__(self, key: PoolKey, algo: SamplingAlgorithm) -> None:
+    """The rows of one pool key. Samplers with proposal blocks (mh, drs, sir: ``algo.supports_blocks()``) advance
+    each row up to W steps per :meth:`step`, with W chosen so that rows × W stays within ``block_proposals``,
+    ``max_step_rows`` (the device's memory budget for one network call) and ``BLOCK_BYTES`` of samples. Pools
+    with a ticket that records traces step one at a time (traces are per step)."""
+
+    def __init__(self, key: PoolKey, algo: SamplingAlgorithm, block_proposals: int = BLOCK_PROPOSALS) -> None:
         self.key = key
         self.algo = algo
+        self.block_proposals = block_proposals
+        self.max_step_rows = UNBOUNDED_ROWS
+        self._sample_bytes = 0  # bytes of one row's x, known after the first admission
         self.device = torch.device(key.device)
         self.batch: Batch | None = None
         self.tickets: dict[int, Ticket] = {}
@@ -110,6 +127,8 @@ class ChainPool:
         n_steps = torch.cat([torch.full((a.rows,), a.ticket.work.steps, dtype=torch.int64, device=dev) for a in items])
         owner = torch.cat([torch.full((a.rows,), a.ticket.id, dtype=torch.int64, device=dev) for a in items])
         new = Batch(state, params, streams, t, n_steps, init_stats(self.algo, state), owner)
+        if not self._sample_bytes:
+            self._sample_bytes = sample_bytes(self.algo, state)
         for a in items:
             self.tickets[a.ticket.id] = a.ticket
             self.rows_of_ticket[a.ticket.id] = self.rows_of_ticket.get(a.ticket.id, 0) + a.rows
@@ -117,10 +136,23 @@ class ChainPool:
         self.batch = new if self.batch is None else _cat([self.batch, new])
         self._trace(new, None, None)
 
+    def width(self) -> int:
+        """Steps per row the next :meth:`step` may run (1 when the sampler or a tracing ticket needs single steps)."""
+        if self.block_proposals <= 1 or self.batch is None or not self.algo.supports_blocks():
+            return 1
+        if any(tk.traces is not None for tk in self.tickets.values()):
+            return 1
+        budget = min(self.block_proposals, self.max_step_rows)
+        return block_width(self.rows, self._sample_bytes, budget, BLOCK_BYTES)
+
     def step(self) -> StepCounts:
-        """One ``algo.step`` over every row; updates stats, t, per-ticket progress and traces."""
+        """One ``algo.step`` (or one proposal block) over every row; updates stats, t, per-ticket progress and
+        traces."""
         b = self.batch
         assert b is not None
+        width = self.width()
+        if width > 1:
+            return self._step_block(b, width)
         state, info = self.algo.step(b.state, b.streams, b.params, b.t)
         active = torch.ones_like(b.t, dtype=torch.bool)
         stats = update_stats(b.stats, info, active)
@@ -134,6 +166,24 @@ class ChainPool:
             proposals=int((stats.proposals - b.stats.proposals).sum()),
             accepted=int((stats.accepted - b.stats.accepted).sum()),
             nonfinite=int((stats.nonfinite - b.stats.nonfinite).sum()),
+            chain_steps=int(b.t.shape[0]),
+        )
+
+    def _step_block(self, b: Batch, width: int) -> StepCounts:
+        """Up to ``width`` steps per row in one ``algo.step_block`` (rows shorter than that run only theirs)."""
+        left = self.algo.steps_left(b.state, b.params, b.t, b.n_steps)
+        width = max(1, min(width, int(left.max())))
+        state, info = self.algo.step_block(  # type: ignore[attr-defined]
+            b.state, b.streams, b.params, b.t, left.clamp(max=width), width
+        )
+        self.batch = b._replace(state=state, t=b.t + info.steps, stats=update_stats_block(b.stats, info))
+        owners, inverse = torch.unique(b.owner, return_inverse=True)
+        per_ticket = torch.zeros(len(owners), dtype=torch.int64, device=b.owner.device).index_add_(0, inverse, info.steps)
+        totals = torch.stack([info.steps.sum(), info.accepted.sum(), info.nonfinite.sum()]).tolist()
+        for tid, steps in zip(owners.tolist(), per_ticket.tolist(), strict=True):
+            self.tickets[tid].steps_done += steps
+        return StepCounts(
+            rows=int(b.t.shape[0]), proposals=totals[0], accepted=totals[1], nonfinite=totals[2], chain_steps=totals[0]
         )
 
     def retire(self) -> tuple[list[Ticket], ChainsFinished | None]:

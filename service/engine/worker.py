@@ -23,6 +23,7 @@ from service.engine.budget import StepBudget
 from service.engine.errors import Cancelled, DeadlineExceeded, EngineError, EngineStopped, ModelFailed
 from service.engine.pool import Admission, ChainPool
 from service.engine.stats import StatsSink, StepStats
+from service.samplers.block import BLOCK_PROPOSALS
 from service.engine.ticket import PoolKey, Priority, Ticket
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class WorkerLimits(NamedTuple):
     max_batch_chains: int
     steps_per_iteration: int
     job_batch_fraction: float
+    block_proposals: int = BLOCK_PROPOSALS  # most proposal rows of one step of mh/drs/sir (service.samplers.block)
 
 
 class DeviceWorker:
@@ -126,7 +128,7 @@ class DeviceWorker:
                 pool = self._pools.get(key)
                 first = None if pool is not None else next(t for q in self._waiting[key].values() for t in q)
             if first is not None:  # a new pool: size its steps once per key, unlocked (it may probe the device)
-                pool = ChainPool(key, first.work.algo)
+                pool = ChainPool(key, first.work.algo, self.limits.block_proposals)
                 pool.max_step_rows = self.budget.rows(key, first.work.algo)
             assert pool is not None
             with self._cv:
@@ -228,7 +230,7 @@ class DeviceWorker:
             StepStats(key.model, key.sampler, key.device, counts.rows, counts.proposals, counts.accepted,
                       counts.nonfinite, seconds)
         )
-        self.admission.observe(counts.rows, seconds)
+        self.admission.observe(counts.chain_steps, seconds)
         give = 0
         for t in pool.tickets.values():
             if t.work.priority == Priority.INTERACTIVE:

@@ -54,17 +54,17 @@ class Candidates(NamedTuple):
 class BlockInfo(NamedTuple):
     """Per-row sums over one block, all (B,) but ``rates`` (B, W).
 
-    steps:          int64, steps run (proposals made) in this block.
-    accepted:       int64, accepted proposals.
-    acceptance_sum: float32, sum of the per-step min(1, alpha) (acceptance probability of each step).
-    nonfinite:      int64, proposals rejected as non-finite.
-    logit:          float, the chain's current calibrated logit after the block.
-    rates:          float32 (B, W), each step's acceptance probability; 0 where the row did not step.
+    steps:     int64, steps run (proposals made) in this block.
+    accepted:  int64, accepted proposals.
+    nonfinite: int64, proposals rejected as non-finite.
+    logit:     float, the chain's current calibrated logit after the block.
+    rates:     float32 (B, W), each step's acceptance probability min(1, alpha); 0 where the row did not step.
+               Kept per step (not summed) so that running sums add them in step order, as single steps do: a
+               chain's statistics are then bit-identical whatever block widths it ran with.
     """
 
     steps: Tensor
     accepted: Tensor
-    acceptance_sum: Tensor
     nonfinite: Tensor
     logit: Tensor
     rates: Tensor

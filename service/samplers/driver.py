@@ -112,10 +112,13 @@ def update_stats(stats: ChainStats, info: Any, active: Tensor) -> ChainStats:
 def update_stats_block(stats: ChainStats, info: BlockInfo) -> ChainStats:
     """Fold one block's per-row sums into the statistics (rows that ran no step are unchanged)."""
     ran = info.steps > 0
+    acceptance_sum = stats.acceptance_sum
+    for j in range(int(info.rates.shape[1])):  # in step order, as update_stats adds them (0 where not run)
+        acceptance_sum = acceptance_sum + info.rates[:, j]
     return ChainStats(
         accepted=stats.accepted + info.accepted,
         proposals=stats.proposals + info.steps,
-        acceptance_sum=stats.acceptance_sum + info.acceptance_sum.float(),
+        acceptance_sum=acceptance_sum,
         nonfinite=stats.nonfinite + info.nonfinite,
         logit_initial=stats.logit_initial,
         logit_final=torch.where(ran, info.logit.float(), stats.logit_final),

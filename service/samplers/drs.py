@@ -197,7 +197,6 @@ class DrsSampler(SamplerBase):
         info = BlockInfo(
             steps=n_take,
             accepted=(hit.bool() & take).sum(1),
-            acceptance_sum=rates.sum(1),
             nonfinite=(take & ~cand.finite).sum(1),
             logit=new.logit,
             rates=rates,

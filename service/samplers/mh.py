@@ -202,7 +202,6 @@ class MhSampler(SamplerBase):
         info = BlockInfo(
             steps=steps,
             accepted=torch.stack(accs, 1).sum(1),
-            acceptance_sum=rates.sum(1),
             nonfinite=(on & ~cand.finite).sum(1),
             logit=logit,
             rates=rates,

@@ -143,7 +143,6 @@ class SirSampler(SamplerBase):
         info = BlockInfo(
             steps=steps,
             accepted=torch.stack(takes, 1).sum(1),
-            acceptance_sum=rates.sum(1),
             nonfinite=(on & ~cand.finite).sum(1),
             logit=logit,
             rates=rates,

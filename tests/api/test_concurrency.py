@@ -43,9 +43,14 @@ def post(client: httpx.AsyncClient, sampler: str, body: dict[str, Any], **kw: An
     return asyncio.create_task(client.post(f"/v1/samples/{sampler}", json=body, **kw))
 
 
+SINGLE_STEPS = {"block_proposals": 1}
+"""Tests of the step structure (who shares which step) run one step per pool step; proposal blocks change how many
+steps one pool step runs, not who shares it (tests/engine/test_blocks.py)."""
+
+
 async def test_concurrent_requests_merge_into_one_batch(toy_models: Path, tmp_path: Path) -> None:
     rec = Recorder()
-    async with serve(toy_models, tmp_path, observer=rec) as (client, _):
+    async with serve(toy_models, tmp_path, observer=rec, **SINGLE_STEPS) as (client, _):
         rec.hold(lambda ev: True)
         first = post(client, "mh", {"model": "gauss", "n": 4, "steps": 20, "seed": 1})
         await wait(rec.held)
@@ -82,7 +87,7 @@ async def test_same_seed_same_samples_alone_and_under_http_load(toy_models: Path
 
 async def test_short_requests_finish_while_a_long_one_runs(toy_models: Path, tmp_path: Path) -> None:
     rec = Recorder()
-    async with serve(toy_models, tmp_path, observer=rec) as (client, _):
+    async with serve(toy_models, tmp_path, observer=rec, **SINGLE_STEPS) as (client, _):
         rec.hold(lambda ev: True)
         long = post(client, "mh", {"model": "gauss", "n": 2, "steps": 600, "seed": 1})
         await wait(rec.held)
@@ -98,7 +103,7 @@ async def test_short_requests_finish_while_a_long_one_runs(toy_models: Path, tmp
 
 async def test_overload_is_429_with_retry_after(toy_models: Path, tmp_path: Path) -> None:
     rec = Recorder()
-    async with serve(toy_models, tmp_path, observer=rec, max_queue_chain_steps=100) as (client, services):
+    async with serve(toy_models, tmp_path, observer=rec, max_queue_chain_steps=100, **SINGLE_STEPS) as (client, services):
         rec.hold(lambda ev: True)
         first = post(client, "mh", {"model": "gauss", "n": 4, "steps": 20})  # 80 chain-steps
         await wait(rec.held)

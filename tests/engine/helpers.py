@@ -34,8 +34,10 @@ FAILING = GanPair(lambda z: z, failing_logit, (1,))
 
 
 def config(max_batch: int = 64, queue: int = 10**9, steps_per_iteration: int = 1, job_fraction: float = 0.5,
-           devices: tuple[str, ...] = ("cpu",)) -> EngineConfig:
-    return EngineConfig(devices, max_batch, steps_per_iteration, job_fraction, queue, 1)
+           devices: tuple[str, ...] = ("cpu",), block_proposals: int = 1) -> EngineConfig:
+    """Engine settings for tests: one step per pool step unless ``block_proposals`` > 1 (proposal blocks)."""
+    return EngineConfig(devices, max_batch, steps_per_iteration, job_fraction, queue, 1,
+                        block_proposals=block_proposals)
 
 
 def work(sampler: str = "mh", n: int = 4, seed: int = 0, steps: int = 20, pair: GanPair = GAUSS, model: str = "gauss@1",
