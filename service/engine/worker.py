@@ -23,8 +23,8 @@ from service.engine.budget import StepBudget
 from service.engine.errors import Cancelled, DeadlineExceeded, EngineError, EngineStopped, ModelFailed
 from service.engine.pool import Admission, ChainPool
 from service.engine.stats import StatsSink, StepStats
-from service.samplers.block import BLOCK_PROPOSALS
 from service.engine.ticket import PoolKey, Priority, Ticket
+from service.samplers.block import BLOCK_PROPOSALS
 
 log = logging.getLogger(__name__)
 
