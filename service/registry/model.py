@@ -1,8 +1,8 @@
 """One loaded model version: its manifest, networks on a device, calibration, holdout, and what it can run.
 
 :func:`load_version` does the whole load: manifest → verified files → networks (eval, frozen) → probe batch (shape
-checks) → raw logit head → calibration → holdout with its calibrated logits. Every failure is a
-:class:`~service.registry.errors.RegistryError` naming the file and the field.
+checks) → raw logit head → calibration → ``[runtime]`` (memory format, torch.compile) → holdout with its calibrated
+logits. Every failure is a :class:`~service.registry.errors.RegistryError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ from service.registry.errors import ManifestError
 from service.registry.files import verified_file
 from service.registry.heads import logit_head
 from service.registry.loaders import Network, load_network
+from service.registry.runtime import apply_runtime
 from service.registry.schema import MANIFEST_NAME, Manifest, read_manifest
 from service.samplers.base import GanPair
 from service.samplers.calibration import IDENTITY, Calibration
@@ -40,7 +42,10 @@ class LoadedModel:
     pair:        GanPair(G, calibrated logit d~, latent_shape, differentiable, real=holdout, real_logit=d~(holdout)).
     raw_logit:   x (B, *output_shape) -> uncalibrated D logit (B,) (what calibration is fitted on).
     calibration: the map raw -> calibrated logit (identity when the manifest has none).
-    notes:       how the model was adapted (e.g. "final sigmoid of the discriminator removed").
+    notes:       how the model was adapted (e.g. "final sigmoid of the discriminator removed", the memory format
+                 chosen and its measured times, torch.compile).
+    runtime:     the ``[runtime]`` settings in effect and what load measured (JSON-ready, see registry.runtime):
+                 ``memory_format``, ``memory_format_setting``, ``compile``, ``compile_setting``, ``layout_ms``...
     backends:    {"generator": "torch" | "torch_export" | "onnxruntime", "discriminator": ...}.
     networks:    the loaded G and D (``Network.module`` is the nn.Module, None for ONNX).
     """
@@ -58,6 +63,7 @@ class LoadedModel:
     notes: tuple[str, ...] = ()
     networks: dict[str, Network] = field(default_factory=dict, repr=False)
     no_grad_reason: str | None = None  # why ∇z is unavailable when the backends would support it
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -215,7 +221,9 @@ def _probe(m: Manifest, g: Network, device: str, path: Path) -> Tensor:
     return x
 
 
-def _gradient_break(m: Manifest, g: Network, raw_logit: Callable[[Tensor], Tensor], device: str) -> str | None:
+def _gradient_break(
+    m: Manifest, generator: Callable[[Tensor], Tensor], raw_logit: Callable[[Tensor], Tensor], device: str
+) -> str | None:
     """Why ∇z of D(G(z)) does not exist although both backends are torch, or None when it flows.
 
     A forward that leaves autograd (``.detach()``, ``torch.no_grad()`` / ``inference_mode`` inside ``forward``, a
@@ -225,7 +233,7 @@ def _gradient_break(m: Manifest, g: Network, raw_logit: Callable[[Tensor], Tenso
     z = torch.randn((PROBE_BATCH, *m.latent.shape), generator=gen).to(device).requires_grad_(True)
     try:
         with torch.enable_grad():
-            x = g.fn(z)
+            x = generator(z)
             if not x.requires_grad:
                 return "the generator's output is detached from z (.detach(), no_grad or numpy inside forward)"
             if not raw_logit(x).requires_grad:
@@ -255,19 +263,23 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
     raw_logit, notes = logit_head(d, m.discriminator.output, x_probe, path)
     cal = _calibration(m, path, require_calibration)
     holdout = _load_holdout(m, version_dir, path, device)
+    no_grad_reason = _gradient_break(m, g.fn, raw_logit, device) if g.differentiable and d.differentiable else None
+    if no_grad_reason is not None:
+        notes.append(f"forward only: {no_grad_reason}")
+    differentiable = g.differentiable and d.differentiable and no_grad_reason is None
+    runtime = apply_runtime(m, path, g, d, raw_logit, device, differentiable)
+    generator, raw_logit = runtime.generator, runtime.raw_logit
+    notes += runtime.notes
 
     def logit(x: Tensor) -> Tensor:
         return cal.apply(raw_logit(x))
 
     real_logit = None if holdout is None else batched_logits(logit, holdout)
-    no_grad_reason = _gradient_break(m, g, raw_logit, device) if g.differentiable and d.differentiable else None
-    if no_grad_reason is not None:
-        notes.append(f"forward only: {no_grad_reason}")
     pair = GanPair(
-        generator=g.fn,
+        generator=generator,
         logit=logit,
         latent_shape=tuple(m.latent.shape),
-        differentiable=g.differentiable and d.differentiable and no_grad_reason is None,
+        differentiable=differentiable,
         real=holdout,
         real_logit=real_logit,
     )
@@ -288,4 +300,5 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
         notes=tuple(notes),
         networks=dict(nets),
         no_grad_reason=no_grad_reason,
+        runtime=runtime.info,
     )

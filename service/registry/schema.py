@@ -16,6 +16,7 @@ description = "..."
 [calibration]   method = "platt"; a = ...; b = ...; auc = ...; dawid_z = ...   # written by `calibrate`
 [samplers.rep]  steps = 640; step_size = 0.01                                    # per-model defaults
 [samplers.drs]  logit_max = 3.2                                                   # written by `calibrate`
+[runtime]       memory_format = "auto"; compile = false                          # optional table (runtime.py)
 ```
 """
 
@@ -27,7 +28,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from service.registry.errors import ManifestError
 
@@ -37,6 +38,9 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 FORMATS = ("safetensors", "state_dict", "torch_export", "onnx")
 ARCH_FORMATS = ("safetensors", "state_dict")
 KNOWN_SAMPLERS = ("raw", "mh", "rep", "ddls", "drs", "sir")
+MemoryFormat = Literal["auto", "contiguous", "channels_last"]
+DEFAULT_MEMORY_FORMAT: MemoryFormat = "auto"
+DEFAULT_COMPILE = False
 
 Format = Literal["safetensors", "state_dict", "torch_export", "onnx"]
 DOutput = Literal["logit", "probability", "critic"]
@@ -169,6 +173,18 @@ class CalibrationSpec(_Strict):
         return self.model_dump(exclude_none=True)
 
 
+class RuntimeSpec(_Strict):
+    """How the networks run (:mod:`service.registry.runtime`); results stay equal within float tolerance.
+
+    memory_format: ``auto`` (conv models: channels_last when it is measurably faster at load and gives the same
+    logits), ``contiguous``, or ``channels_last`` (arch-backed torch modules only; no-op for torch_export / onnx).
+    compile:       torch.compile G and D at load (inductor, dynamic batch); eager with a note when it fails.
+    """
+
+    memory_format: MemoryFormat = DEFAULT_MEMORY_FORMAT
+    compile: StrictBool = DEFAULT_COMPILE
+
+
 SamplerDefaults = dict[str, Any]  # values checked by Manifest._samplers: finite int | float
 
 
@@ -185,6 +201,7 @@ class Manifest(_Strict):
     data: DataSpec = Field(default_factory=DataSpec)
     calibration: CalibrationSpec | None = None
     samplers: dict[str, SamplerDefaults] = Field(default_factory=dict)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
 
     @field_validator("samplers")
     @classmethod
@@ -200,6 +217,17 @@ class Manifest(_Strict):
                 raise ValueError(f"@{name}.steps: must be a non-negative integer, got {steps!r}")
         return v
 
+    @model_validator(mode="after")
+    def _runtime(self) -> Manifest:
+        if self.runtime.compile:
+            onnx = [role for role in ("generator", "discriminator") if getattr(self, role).format == "onnx"]
+            if onnx:
+                raise ValueError(
+                    f"@runtime.compile: true needs torch networks, but {' and '.join(onnx)}.format is 'onnx' "
+                    "(onnxruntime runs its own graph): set compile = false or ship torch_export / safetensors"
+                )
+        return self
+
     @property
     def id(self) -> str:
         return f"{self.name}@{self.version}"
@@ -207,12 +235,12 @@ class Manifest(_Strict):
 
 def _located(err: Any) -> tuple[str, str]:
     """(dotted field, message); a validator message ``@sub.field: text`` extends the field by ``sub.field``."""
-    field = ".".join(str(p) for p in err["loc"]) or "<manifest>"
+    field = ".".join(str(p) for p in err["loc"])
     msg = _message(err)
     if msg.startswith("@") and ": " in msg:
         sub, msg = msg[1:].split(": ", 1)
-        field = f"{field}.{sub}"
-    return field, msg
+        field = f"{field}.{sub}" if field else sub
+    return field or "<manifest>", msg
 
 
 def _message(err: Any) -> str:

@@ -1,0 +1,355 @@
+"""``[runtime]`` of model.toml: the memory format and ``torch.compile`` of a loaded model's networks.
+
+Both are speed levers measured in ``benchmarks/speed_runtime.py``; both keep results equal within float tolerance,
+checked at load on a probe batch against the contiguous eager networks.
+
+memory_format
+    ``contiguous``      the networks as loaded.
+    ``channels_last``   every arch-backed nn.Module (safetensors / state_dict) with 4-D weights (conv layers) gets
+                        ``module.to(memory_format=torch.channels_last)``; its 4-D inputs are fed channels_last and
+                        G's output is handed back contiguous (callers may ``view`` it). torch_export archives and
+                        ONNX graphs keep the layout they were saved with: a note says so.
+    ``auto`` (default)  for conv models (4-D output, 4-D weights) G + D forward on AUTO_BATCH latents is timed in
+                        both layouts (interleaved rounds, median of paired ratios); channels_last is kept only when
+                        it is at least AUTO_MARGIN faster and max |Δ logit| is within tolerance. MLPs and models
+                        without arch-backed conv weights stay contiguous without timing.
+compile
+    ``true``            ``torch.compile`` (inductor, ``dynamic=True``: the engine's batch changes as chains join and
+                        retire) of G and of D's raw logit, compiled and warmed up during load (batch 1, which dynamic
+                        shapes specialise, and WARMUP_BATCH; with and without gradients w.r.t. z) and checked
+                        against eager (logits and ∇z). A failure (no C++ compiler, an unsupported op, a mismatch)
+                        leaves the model eager with a note; a compiler error later (a recompile) does the same.
+
+:func:`apply_runtime` returns the functions to serve, notes for ``LoadedModel.notes`` and a JSON-ready ``info``
+dict (``LoadedModel.runtime``): the settings in effect, the measured times and differences.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+import types
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from service.registry.errors import ManifestError
+from service.registry.loaders import Network
+from service.registry.schema import Manifest
+
+Fn = Callable[[Tensor], Tensor]
+log = logging.getLogger(__name__)
+
+ARCH_BACKEND = "torch"
+"""Backend name of safetensors / state_dict networks: the only ones whose modules the registry re-lays out."""
+AUTO_BATCH = 64
+"""Latents per timed G + D forward when ``memory_format = "auto"`` decides."""
+AUTO_ROUNDS = 5
+"""Interleaved timing rounds per layout (fewer, down to AUTO_MIN_ROUNDS, when a round would exceed the budget)."""
+AUTO_MIN_ROUNDS = 3
+AUTO_BUDGET_S = 2.0
+"""Timing budget of the auto decision (all rounds, both layouts) before rounds are cut to AUTO_MIN_ROUNDS."""
+AUTO_MIN_TIMING_S = 0.02
+"""Each timing repeats the forward until it lasts about this long (short forwards are noisy)."""
+AUTO_MAX_REPS = 20
+AUTO_MARGIN = 0.05
+"""channels_last is kept by ``auto`` only when its median speed-up is at least 1 + AUTO_MARGIN."""
+LOGIT_ATOL = 1e-4
+LOGIT_RTOL = 1e-5
+"""Logits agree when max |Δ| <= LOGIT_ATOL + LOGIT_RTOL * max |logit| (float32 reassociation is ~1e-6)."""
+GRAD_ATOL = 1e-4
+GRAD_RTOL = 1e-4
+"""∇z agrees when max |Δ| <= GRAD_ATOL + GRAD_RTOL * max |∇z|."""
+COMPILE_BACKEND = "inductor"
+WARMUP_BATCHES = (1, 8, 64)
+"""Batches compiled at load: 1 (dynamic shapes specialise sizes 0 and 1) and one dynamic batch."""
+PROBE_SEED = 1
+
+
+class Runtime(NamedTuple):
+    """What :func:`apply_runtime` hands back: the functions to serve, notes and the JSON-ready record."""
+
+    generator: Fn
+    raw_logit: Fn
+    notes: list[str]
+    info: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _latents(m: Manifest, batch: int, device: str) -> Tensor:
+    gen = torch.Generator().manual_seed(PROBE_SEED)
+    return torch.randn((batch, *m.latent.shape), generator=gen).to(device)
+
+
+def _forward(g: Fn, d: Fn, z: Tensor) -> Tensor:
+    """D(G(z)) without gradients, (B,)."""
+    with torch.no_grad():
+        return d(g(z)).reshape(-1)
+
+
+def _grad(g: Fn, d: Fn, z: Tensor) -> Tensor:
+    """∇z of sum D(G(z)), as the gradient samplers take it (``torch.autograd.grad`` w.r.t. z only)."""
+    with torch.enable_grad():
+        zg = z.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(d(g(zg)).reshape(-1).sum(), zg)
+    return grad
+
+
+def _diff(a: Tensor, b: Tensor) -> float:
+    return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+
+
+def _allowed(ref: Tensor, atol: float, rtol: float) -> float:
+    return atol + rtol * (float(ref.abs().max()) if ref.numel() else 0.0)
+
+
+def _has_4d_weights(module: nn.Module) -> bool:
+    return any(t.dim() == 4 for t in [*module.parameters(), *module.buffers()])
+
+
+def _set_layout(modules: Sequence[nn.Module], fmt: torch.memory_format) -> None:
+    for module in modules:
+        module.to(memory_format=fmt)  # type: ignore[call-overload]
+
+
+def _channels_last_input(fn: Fn) -> Fn:
+    def run(x: Tensor) -> Tensor:
+        return fn(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
+
+    return run
+
+
+def _contiguous_output(fn: Fn) -> Fn:
+    def run(x: Tensor) -> Tensor:
+        return fn(x).contiguous()
+
+    return run
+
+
+def _timed(fn: Callable[[], object], reps: int, device: str) -> float:
+    """Seconds per call of ``fn``, over ``reps`` calls, synchronised on both sides."""
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# memory format
+
+
+def _channels_last(
+    m: Manifest, path: Any, g: Network, d: Network, g_fn: Fn, d_fn: Fn, device: str
+) -> tuple[Fn, Fn, list[str], dict[str, Any]]:
+    """Apply (``channels_last``), decide (``auto``) or skip (``contiguous``) the memory format."""
+    setting = m.runtime.memory_format
+    info: dict[str, Any] = {"memory_format_setting": setting, "memory_format": "contiguous"}
+    if setting == "contiguous":
+        return g_fn, d_fn, [], info
+    if setting == "auto" and len(m.output.shape) != 3:
+        info["memory_format_reason"] = "output is not an image (C, H, W)"
+        return g_fn, d_fn, [], info
+    nets = [n for n in (g, d) if n.backend == ARCH_BACKEND and n.module is not None and _has_4d_weights(n.module)]
+    modules = list({id(n.module): n.module for n in nets if n.module is not None}.values())
+    if not modules:
+        why = (
+            "torch_export / onnx networks keep the layout they were saved with"
+            if any(n.backend != ARCH_BACKEND for n in (g, d))
+            else "no 4-D (conv) weights"
+        )
+        info["memory_format_reason"] = why
+        return g_fn, d_fn, [f"memory_format {setting}: contiguous ({why})"], info
+    cl_g = _contiguous_output(_channels_last_input(g_fn)) if any(n is g for n in nets) else g_fn
+    cl_d = _channels_last_input(d_fn) if any(n is d for n in nets) else d_fn
+    z = _latents(m, AUTO_BATCH, device)
+    ref = _forward(g_fn, d_fn, z)
+    allowed = _allowed(ref, LOGIT_ATOL, LOGIT_RTOL)
+    _set_layout(modules, torch.channels_last)
+    try:
+        diff = _diff(_forward(cl_g, cl_d, z), ref)
+    except Exception as exc:  # e.g. a .view() that needs contiguous activations
+        _set_layout(modules, torch.contiguous_format)
+        why = f"the channels_last forward fails: {type(exc).__name__}: {exc}"
+        if setting == "channels_last":
+            raise ManifestError(path, "runtime.memory_format", f"{why}; use 'contiguous' or 'auto'") from None
+        info["memory_format_reason"] = why
+        return g_fn, d_fn, [f"memory_format auto: contiguous ({why})"], info
+    info["max_abs_logit_diff_channels_last"] = diff
+    if diff > allowed:
+        _set_layout(modules, torch.contiguous_format)
+        why = f"channels_last changes the logits by {diff:.2e} > {allowed:.2e} on {AUTO_BATCH} probe latents"
+        if setting == "channels_last":
+            raise ManifestError(path, "runtime.memory_format", f"{why}; use 'contiguous'")
+        info["memory_format_reason"] = why
+        return g_fn, d_fn, [f"memory_format auto: contiguous ({why})"], info
+    if setting == "channels_last":
+        info["memory_format"] = "channels_last"
+        return cl_g, cl_d, [f"memory_format channels_last (max |Δ logit| {diff:.1e} vs contiguous)"], info
+    keep, timing = _time_layouts(modules, {"contiguous": (g_fn, d_fn), "channels_last": (cl_g, cl_d)}, z, device)
+    info.update(timing)
+    ms = timing["layout_ms"]
+    verdict = "channels_last kept" if keep else "contiguous kept"
+    note = (
+        f"memory_format auto: {verdict} (G + D forward at batch {AUTO_BATCH}: channels_last "
+        f"{ms['channels_last']:.3g} ms, contiguous {ms['contiguous']:.3g} ms, speed-up "
+        f"{timing['layout_speedup']:.2f}x, needs {1 + AUTO_MARGIN:.2f}x; max |Δ logit| {diff:.1e})"
+    )
+    _set_layout(modules, torch.channels_last if keep else torch.contiguous_format)
+    info["memory_format"] = "channels_last" if keep else "contiguous"
+    log.info("%s: %s", m.id, note)
+    return (cl_g, cl_d, [note], info) if keep else (g_fn, d_fn, [note], info)
+
+
+def _time_layouts(
+    modules: Sequence[nn.Module], fns: dict[str, tuple[Fn, Fn]], z: Tensor, device: str
+) -> tuple[bool, dict[str, Any]]:
+    """Interleaved timing of G + D forward in both layouts; (keep channels_last, record)."""
+    formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    calls = {name: (lambda g=g, d=d: _forward(g, d, z)) for name, (g, d) in fns.items()}
+    for name in calls:  # warm-up: oneDNN primitives of each layout
+        _set_layout(modules, formats[name])
+        calls[name]()
+    _set_layout(modules, torch.contiguous_format)
+    one = _timed(calls["contiguous"], 1, device)
+    reps = max(1, min(AUTO_MAX_REPS, math.ceil(AUTO_MIN_TIMING_S / max(one, 1e-9))))
+    rounds = max(AUTO_MIN_ROUNDS, min(AUTO_ROUNDS, int(AUTO_BUDGET_S / max(2 * reps * one, 1e-9))))
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            _set_layout(modules, formats[name])
+            times[name].append(_timed(calls[name], reps, device))
+    speedup = statistics.median(c / cl for c, cl in zip(times["contiguous"], times["channels_last"], strict=True))
+    record = {
+        "layout_ms": {name: round(statistics.median(ts) * 1e3, 4) for name, ts in times.items()},
+        "layout_speedup": round(speedup, 4),
+        "layout_rounds": rounds,
+        "layout_batch": AUTO_BATCH,
+    }
+    return speedup >= 1 + AUTO_MARGIN, record
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# torch.compile
+
+
+def _is_compiler_error(exc: BaseException) -> bool:
+    """An error raised by dynamo / inductor themselves (not by the user's network)."""
+    return any(c.__module__.startswith(("torch._dynamo", "torch._inductor")) for c in type(exc).__mro__)
+
+
+def _own_code(fn: Fn, name: str) -> Fn:
+    """A new function calling ``fn`` with a code object of its own.
+
+    Dynamo keeps compiled graphs, and its recompile limit, per code object: without this every model's G (same
+    arch class, or the registry's shared logit closure) would share one cache and the limit would be reached after a
+    few loaded models, silently running eager.
+    """
+
+    def call(x: Tensor) -> Tensor:
+        return fn(x)
+
+    code = call.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(code, call.__globals__, name, None, call.__closure__)
+
+
+class CompiledFn:
+    """A compiled network function that runs eager from the first compiler error on (``failed`` says why)."""
+
+    def __init__(self, compiled: Fn, eager: Fn, name: str) -> None:
+        self.compiled = compiled
+        self.eager = eager
+        self.name = name
+        self.failed: str | None = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.failed is None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:
+                if not _is_compiler_error(exc):
+                    raise
+                self.failed = f"{type(exc).__name__}: {str(exc)[:300]}"
+                log.warning("%s: torch.compile failed, running eager from now on: %s", self.name, self.failed)
+        return self.eager(x)
+
+
+def _compile(
+    m: Manifest, g_fn: Fn, d_fn: Fn, device: str, differentiable: bool
+) -> tuple[Fn, Fn, list[str], dict[str, Any]]:
+    """Compile G and D's raw logit, warm them up and check them against eager; eager with a note on failure."""
+    info: dict[str, Any] = {"compile_setting": True, "compile": False}
+    t0 = time.perf_counter()
+    cg = CompiledFn(torch.compile(_own_code(g_fn, "generator"), backend=COMPILE_BACKEND, dynamic=True), g_fn,
+                    f"{m.id} generator")
+    cd = CompiledFn(torch.compile(_own_code(d_fn, "discriminator"), backend=COMPILE_BACKEND, dynamic=True), d_fn,
+                    f"{m.id} discriminator")
+    worst = {"logit": 0.0, "grad": 0.0}
+    try:
+        for batch in WARMUP_BATCHES:
+            z = _latents(m, batch, device)
+            ref = _forward(g_fn, d_fn, z)
+            diff = _diff(_forward(cg.compiled, cd.compiled, z), ref)
+            if diff > _allowed(ref, LOGIT_ATOL, LOGIT_RTOL):
+                raise ValueError(f"compiled logits differ from eager by {diff:.2e} at batch {batch}")
+            worst["logit"] = max(worst["logit"], diff)
+            if differentiable:
+                ref_grad = _grad(g_fn, d_fn, z)
+                gdiff = _diff(_grad(cg.compiled, cd.compiled, z), ref_grad)
+                if gdiff > _allowed(ref_grad, GRAD_ATOL, GRAD_RTOL):
+                    raise ValueError(f"compiled ∇z differs from eager by {gdiff:.2e} at batch {batch}")
+                worst["grad"] = max(worst["grad"], gdiff)
+    except Exception as exc:  # a compiler failure or a mismatch: never fail the load for a speed lever
+        why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        info["compile_error"] = why
+        log.warning("%s: torch.compile not used: %s", m.id, why)
+        return g_fn, d_fn, [f"compile: eager (torch.compile failed: {why})"], info
+    seconds = time.perf_counter() - t0
+    info.update(
+        compile=True,
+        compile_seconds=round(seconds, 3),
+        max_abs_logit_diff_compiled=worst["logit"],
+        **({"max_abs_grad_diff_compiled": worst["grad"]} if differentiable else {}),
+    )
+    what = "forward and ∇z" if differentiable else "forward"
+    note = (
+        f"compile: torch.compile ({COMPILE_BACKEND}, dynamic batch), {what} compiled at load in {seconds:.1f} s; "
+        f"max |Δ logit| {worst['logit']:.1e} vs eager"
+    )
+    return cg, cd, [note], info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# entry point
+
+
+def apply_runtime(
+    m: Manifest, path: Any, g: Network, d: Network, raw_logit: Fn, device: str, differentiable: bool
+) -> Runtime:
+    """Apply ``m.runtime`` to G (``g.fn``) and D's raw logit function.
+
+    ``differentiable``: ∇z of D(G(z)) flows in eager mode (then the compiled backward is warmed up and checked).
+    Modules are changed in place (channels_last); the returned functions are what the model serves.
+    """
+    g_fn, d_fn, notes, info = _channels_last(m, path, g, d, g.fn, raw_logit, device)
+    if m.runtime.compile:
+        g_fn, d_fn, more, compiled = _compile(m, g_fn, d_fn, device, differentiable)
+        notes += more
+        info.update(compiled)
+    else:
+        info.update(compile_setting=False, compile=False)
+    return Runtime(g_fn, d_fn, notes, info)
