@@ -66,7 +66,9 @@ class DeviceWorker:
         budget: StepBudget | None = None,
     ) -> None:
         self.device = device
-        self.budget = budget if budget is not None else StepBudget(limits.max_batch_chains)
+        self.budget = budget if budget is not None else StepBudget(
+            limits.max_batch_chains, block_proposals=limits.block_proposals
+        )
         self.limits = limits
         self.admission = admission
         self.sink = sink

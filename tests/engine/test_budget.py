@@ -27,7 +27,9 @@ from service.engine.budget import (
 )
 from service.engine.engine import Engine, EngineConfig
 from service.engine.errors import ModelFailed
+from service.engine.stats import NullSink
 from service.engine.ticket import PoolKey, Work
+from service.engine.worker import DeviceWorker, EngineObserver, WorkerLimits
 from service.metrics import PrometheusSink
 from service.samplers import SAMPLERS, GanPair
 from tests.engine.helpers import GATE_TIMEOUT_S, GAUSS, Recorder, config, gauss_logit, work
@@ -254,7 +256,11 @@ def test_settings_reach_the_engine_budget() -> None:
     s = Settings(device_memory_fraction=0.6, max_step_rows=77, max_batch_chains=32)
     e = Engine(EngineConfig.from_settings(s))
     assert e.budget.memory_fraction == 0.6 and e.budget.max_step_rows == 77 and e.budget.max_batch_chains == 32
+    assert e.budget.block_proposals == s.block_proposals
     assert all(w.budget is e.budget for w in e.workers.values())
+    alone = DeviceWorker("cpu", WorkerLimits(32, 1, 0.5, 512), e.admission, NullSink(), EngineObserver(),
+                         lambda: None)
+    assert alone.budget.default_rows == 512  # never binds a CPU pool: neither admission nor its blocks
     with pytest.raises(ValueError, match="device_memory_fraction"):
         Settings(device_memory_fraction=0)
 
