@@ -225,3 +225,12 @@ def tree_to(tree: T, device: torch.device | str) -> T:
 def rows_where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """``torch.where`` with a (B,) mask broadcast over the trailing dims of a and b."""
     return torch.where(mask.reshape(mask.shape + (1,) * (a.dim() - 1)), a, b)
+
+
+def logaddexp(a: Tensor, b: Tensor) -> Tensor:
+    """log(exp(a) + exp(b)) from elementwise kernels that give each element the same bits whatever its position in
+    the tensor. (``torch.logaddexp`` on CPU takes a vectorised path for most elements and a scalar one for the
+    tail, which round differently: a chain's sums would then depend on the batch it shares.)"""
+    m = torch.maximum(a, b)
+    out = m + torch.log1p(torch.exp(-(a - b).abs()))
+    return torch.where(torch.isinf(m) & (a == b), m, out)  # both -inf (or both +inf): inf - inf is NaN above

@@ -115,3 +115,85 @@ def pick(sel: Tensor, block: Tensor, current: Tensor) -> Tensor:
     rows = torch.arange(sel.shape[0], device=sel.device)
     chosen = block[rows, sel.clamp(min=0)]
     return rows_where(sel >= 0, chosen, current)
+
+
+SCAN_CHUNK = 64
+"""Steps the independence-MH scan decides at once (:func:`mh_scan`): its work per chunk is O(B · chunk²) compares
+and O(log chunk) gathers, instead of one round of small kernels per step."""
+
+
+def _log_alpha(l_k: Tensor, current: Tensor, current_ok: Tensor, proposal_ok: Tensor) -> Tensor:
+    """The log acceptance ratio of :func:`service.samplers.kernel.accept_test`, elementwise and broadcasting:
+    +inf from a non-finite current state, -inf for a non-finite proposal or a NaN."""
+    inf = torch.tensor(float("inf"), dtype=l_k.dtype, device=l_k.device)
+    la = torch.where(current_ok, l_k - current, inf)
+    la = torch.where(torch.isnan(la), -inf, la)
+    return torch.where(proposal_ok, la, -inf)
+
+
+def mh_scan(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_ok: Tensor) -> tuple[Tensor, Tensor]:
+    """The accept decisions of W independence-MH steps, without a loop over steps.
+
+    logit (B, W) proposal logits; ok (B, W) proposal finite and the step runs; log_u (B, W) log accept uniforms;
+    current (B,) logit of the state before the block; current_ok (B,) it is finite. Returns (accepted (B, W) bool,
+    log_alpha (B, W)), the very decisions and log alphas of W sequential :func:`accept_test` calls.
+
+    After accepting proposal j the state's logit is exactly ``logit[j]``, so every decision depends only on which
+    proposal was accepted last. ``nxt[j]`` = the first step k > j that accepts when the state is proposal j (one
+    (W, W) comparison); the accepted steps are the path first → nxt[first] → ..., and whether step k lies on it
+    is found by binary lifting over powers of ``nxt`` (O(log W) gathers). Chunks of ``SCAN_CHUNK`` steps bound the
+    (B, W, W) memory.
+    """
+    w = logit.shape[1]
+    acc_parts, la_parts = [], []
+    cur, cur_ok = current, current_ok
+    for start in range(0, w, SCAN_CHUNK):
+        lg, okc, lu = logit[:, start:start + SCAN_CHUNK], ok[:, start:start + SCAN_CHUNK], log_u[:, start:start + SCAN_CHUNK]
+        acc, la = _mh_chunk(lg, okc, lu, cur, cur_ok)
+        acc_parts.append(acc)
+        la_parts.append(la)
+        last = _last_true(acc)
+        took = last >= 0
+        cur = torch.where(took, lg.gather(1, last.clamp(min=0)[:, None])[:, 0], cur)
+        cur_ok = cur_ok | took
+    return torch.cat(acc_parts, 1), torch.cat(la_parts, 1)
+
+
+def _last_true(mask: Tensor) -> Tensor:
+    """(B,) index of the last True per row, -1 when none."""
+    idx = torch.arange(mask.shape[1], device=mask.device)
+    return torch.where(mask, idx, -1).max(1).values if mask.shape[1] else torch.full(mask.shape[:1], -1)
+
+
+def _first_true(mask: Tensor, none: int) -> Tensor:
+    """Index of the first True along the last dim, ``none`` when there is none."""
+    n = mask.shape[-1]
+    idx = torch.arange(n, device=mask.device)
+    return torch.where(mask, idx, n).min(-1).values.clamp(max=none)
+
+
+def _mh_chunk(lg: Tensor, ok: Tensor, lu: Tensor, cur: Tensor, cur_ok: Tensor) -> tuple[Tensor, Tensor]:
+    b, w = lg.shape
+    dev = lg.device
+    first = _first_true(lu < _log_alpha(lg, cur[:, None], cur_ok[:, None], ok), w)  # (B,), w: none
+    k = torch.arange(w, device=dev)
+    later = k[None, :] > k[:, None]  # [j, k]: k after j
+    la_jk = _log_alpha(lg[:, None, :], lg[:, :, None], torch.ones_like(later), ok[:, None, :] & later[None])
+    nxt = _first_true(lu[:, None, :] < la_jk, w)  # (B, W): next accepted step after accepting j
+    table = torch.cat([nxt, torch.full((b, 1), w, dtype=nxt.dtype, device=dev)], 1)  # node w: none, absorbing
+    jumps = [table]
+    for _ in range(max(1, w.bit_length()) - 1):
+        jumps.append(jumps[-1].gather(1, jumps[-1]))
+    # for every step k, the furthest path node <= k: start at `first`, take each power of nxt that stays <= k
+    pos = first[:, None].expand(b, w).contiguous()
+    for jt in reversed(jumps):
+        ahead = jt.gather(1, pos)
+        pos = torch.where(ahead <= k[None, :], ahead, pos)
+    acc = pos == k[None, :]
+    # each step's log alpha from the state it saw (the last accepted proposal before it, or the block's start)
+    prev = torch.where(acc, k[None, :], -1).cummax(1).values
+    prev = torch.cat([torch.full((b, 1), -1, dtype=prev.dtype, device=dev), prev[:, :-1]], 1)
+    seen = prev >= 0
+    state_logit = torch.where(seen, lg.gather(1, prev.clamp(min=0)), cur[:, None])
+    la = _log_alpha(lg, state_logit, seen | cur_ok[:, None], ok)
+    return acc, la

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from service.samplers.base import ChainOutput, GanPair, SamplerParamError, UnsupportedPairError, rows_where
-from service.samplers.block import BlockInfo, pick, step_mask
+from service.samplers.block import BlockInfo, mh_scan, pick, step_mask
 from service.samplers.energy import evaluate
 from service.samplers.kernel import DRAW_INIT_INDEX, DRAW_PROPOSAL, STEPS_KEY, SamplerBase, accept_test
 from service.samplers.options import Choice, Options, option
@@ -168,30 +168,19 @@ class MhSampler(SamplerBase):
     ) -> tuple[MhState, BlockInfo]:
         """``steps`` (B,) MH steps per row (at most ``width``) with one G + D call (:mod:`service.samplers.block`).
 
-        The scan is :func:`accept_test` step by step on (B,) tensors, carrying only the current logit and the
-        index ``sel`` of the accepted proposal; z and x are gathered once at the end.
+        The accept decisions are those of :func:`accept_test` step by step, found without a loop over steps
+        (:func:`~service.samplers.block.mh_scan`); z and x of the last accepted proposal are gathered once.
         """
         assert not self.real_init, "mh init='real' runs one step at a time"
         cand = self.candidates(streams, t, width)
         on = step_mask(steps, width)
         ok = cand.finite & on  # a step the row does not run is a proposal that is never accepted
-        log_u = torch.log(cand.u)
-        logit, finite = state.logit, state.finite
-        sel = torch.full_like(steps, -1)
-        inf = torch.full_like(logit, float("inf"))
-        index = torch.arange(width, device=steps.device)
-        las, accs = [], []
-        for j in range(width):
-            la = torch.where(finite, cand.logit[:, j] - logit, inf)
-            la = torch.where(torch.isnan(la), -inf, la)
-            la = torch.where(ok[:, j], la, -inf)
-            acc = log_u[:, j] < la
-            logit = torch.where(acc, cand.logit[:, j], logit)
-            finite = finite | acc  # only a finite proposal is accepted
-            sel = torch.where(acc, index[j], sel)
-            las.append(la)
-            accs.append(acc)
-        rates = torch.where(on, torch.exp(torch.clamp(torch.stack(las, 1), max=0.0)), 0.0).float()
+        accepted, log_alpha = mh_scan(cand.logit, ok, torch.log(cand.u), state.logit, state.finite)
+        rates = torch.where(on, torch.exp(torch.clamp(log_alpha, max=0.0)), 0.0).float()
+        sel = torch.where(accepted, torch.arange(width, device=steps.device), -1).max(1).values
+        took = sel >= 0
+        logit = torch.where(took, cand.logit.gather(1, sel.clamp(min=0)[:, None])[:, 0], state.logit)
+        finite = state.finite | took  # only a finite proposal is accepted
         new = state._replace(
             z=pick(sel, cand.z, state.z),
             x=pick(sel, cand.x, state.x),
@@ -201,7 +190,7 @@ class MhSampler(SamplerBase):
         )
         info = BlockInfo(
             steps=steps,
-            accepted=torch.stack(accs, 1).sum(1),
+            accepted=accepted.sum(1),
             nonfinite=(on & ~cand.finite).sum(1),
             logit=logit,
             rates=rates,

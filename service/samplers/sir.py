@@ -22,7 +22,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
-from service.samplers.base import ChainOutput, rows_where
+from service.samplers.base import ChainOutput, logaddexp, rows_where
 from service.samplers.block import BlockInfo, pick, step_mask
 from service.samplers.energy import evaluate
 from service.samplers.kernel import DRAW_PROPOSAL, SamplerBase
@@ -80,7 +80,7 @@ class SirSampler(SamplerBase):
         z = self.prior_draw(streams, t, DRAW_PROPOSAL)
         ev = evaluate(self.pair, z, with_grad=False)
         lw = _log_weight(ev.logit, ev.finite)
-        lws = torch.logaddexp(state.log_w_sum, lw)
+        lws = logaddexp(state.log_w_sum, lw)
         log_p = torch.nan_to_num(lw - lws, nan=float("-inf"))  # -inf - -inf: no finite candidate yet
         # A finite candidate replaces a non-finite kept one for sure (its weight is the first non-zero).
         log_p = torch.where(ev.finite & ~state.finite, torch.zeros_like(log_p), log_p)
@@ -91,7 +91,7 @@ class SirSampler(SamplerBase):
             logit=torch.where(take, ev.logit, state.logit),
             finite=torch.where(take, ev.finite, state.finite),
             log_w_sum=lws,
-            log_w2_sum=torch.logaddexp(state.log_w2_sum, 2.0 * lw),
+            log_w2_sum=logaddexp(state.log_w2_sum, 2.0 * lw),
             log_w_max=torch.maximum(state.log_w_max, lw),
         )
         return new, SirInfo(torch.exp(log_p), take, ~ev.finite, new.logit)
@@ -120,12 +120,12 @@ class SirSampler(SamplerBase):
         zero = torch.zeros_like(lws)
         log_ps, takes = [], []
         for j in range(width):
-            lws = torch.logaddexp(lws, lw[:, j])
+            lws = logaddexp(lws, lw[:, j])
             log_p = torch.nan_to_num(lw[:, j] - lws, nan=float("-inf"))
             log_p = torch.where(fin[:, j] & ~kept_finite, zero, log_p)
             take = log_u[:, j] < log_p
             kept_finite = kept_finite | take  # only a finite candidate is ever kept
-            lw2 = torch.logaddexp(lw2, 2.0 * lw[:, j])
+            lw2 = logaddexp(lw2, 2.0 * lw[:, j])
             sel = torch.where(take, index[j], sel)
             log_ps.append(log_p)
             takes.append(take)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from service.samplers import SAMPLERS
-from service.samplers.base import GanPair
+from service.samplers.base import GanPair, logaddexp
 from service.samplers.block import BLOCK_BYTES, block_width
 from service.samplers.driver import ChainRun, run_chains
 from service.samplers.rng import Streams
@@ -135,3 +135,27 @@ def test_one_chain_scores_its_proposals_in_blocks_not_one_by_one() -> None:
     _run(algo, torch.full((1,), 640), block_proposals=256)
     # init (1 row), then 640 steps in blocks of 256, 256, 128 rows
     assert g.calls == [1, 256, 256, 128]
+
+
+def test_logaddexp_gives_each_element_the_same_bits_at_any_position() -> None:
+    a = torch.randn(4099, generator=torch.Generator().manual_seed(2)) * 4
+    b = torch.randn(4099, generator=torch.Generator().manual_seed(3)) * 4
+    whole = logaddexp(a, b)
+    alone = torch.stack([logaddexp(a[i : i + 1], b[i : i + 1])[0] for i in range(0, 4099, 7)])
+    assert torch.equal(whole[::7], alone)
+    torch.testing.assert_close(whole, torch.logaddexp(a, b))
+    inf = float("inf")
+    edge = logaddexp(torch.tensor([-inf, inf, -inf, 1.0]), torch.tensor([-inf, inf, 2.0, -inf]))
+    assert edge.tolist() == [-inf, inf, 2.0, 1.0]
+
+
+@pytest.mark.parametrize("block_proposals", [1, 4096])
+def test_sir_sums_do_not_depend_on_the_rows_beside_a_chain(block_proposals: int) -> None:
+    algo = _algo("sir", nonlinear_pair(3))
+    big = run_chains(algo, Streams.for_request(9, 300), algo.make_params({}, 300, "cpu"), 40,
+                     block_proposals=block_proposals)
+    for lo, hi in ((0, 13), (101, 140)):
+        part = run_chains(algo, Streams.for_request(9, hi - lo, first_chain=lo), algo.make_params({}, hi - lo, "cpu"),
+                          40, block_proposals=block_proposals)
+        assert torch.equal(part.extras["ess"], big.extras["ess"][lo:hi])
+        assert torch.equal(part.output.x, big.output.x[lo:hi])
