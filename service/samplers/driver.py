@@ -163,12 +163,8 @@ def run_chains(
     """
     if block_proposals > 1 and trace_every == 0 and algo.supports_blocks():
         return _run_blocks(algo, streams, params, n_steps, block_proposals)
-    device = streams.seed.device
-    b = len(streams)
-    n = torch.as_tensor(n_steps, dtype=torch.int64, device=device).expand(b).clone()
-    state = algo.init(streams, params)
-    stats = init_stats(algo, state)
-    t = torch.zeros(b, dtype=torch.int64, device=device)
+    state, stats, t, n = _start(algo, streams, params, n_steps)
+    device, b = t.device, len(streams)
     curve: list[Tensor] = []
     trace_rows: list[tuple[Tensor, Tensor, Tensor]] = []
     trace_t: list[int] = []
@@ -217,15 +213,19 @@ def run_chains(
     return ChainRun(algo.output(state), stats, algo.chain_extras(state), traces, curve_t, t)
 
 
+def _start(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor) -> tuple[Any, ChainStats, Tensor, Tensor]:
+    """Initial states, their statistics, t = 0 and each row's length n (B,)."""
+    b = len(streams)
+    n = torch.as_tensor(n_steps, dtype=torch.int64, device=streams.seed.device).expand(b).clone()
+    state = algo.init(streams, params)
+    return state, init_stats(algo, state), torch.zeros(b, dtype=torch.int64, device=n.device), n
+
+
 def _run_blocks(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor, block_proposals: int) -> ChainRun:
     """:func:`run_chains` with proposal blocks: each iteration runs up to W steps of the rows that have steps left
     (only those rows once fewer than ``COMPACT_BELOW`` of them remain)."""
-    device = streams.seed.device
-    b = len(streams)
-    n = torch.as_tensor(n_steps, dtype=torch.int64, device=device).expand(b).clone()
-    state = algo.init(streams, params)
-    stats = init_stats(algo, state)
-    t = torch.zeros(b, dtype=torch.int64, device=device)
+    state, stats, t, n = _start(algo, streams, params, n_steps)
+    device, b = t.device, len(streams)
     x_bytes = sample_bytes(algo, state) if b else 1
     curve: list[Tensor] = []
     while True:
