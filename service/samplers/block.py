@@ -117,9 +117,21 @@ def pick(sel: Tensor, block: Tensor, current: Tensor) -> Tensor:
     return rows_where(sel >= 0, chosen, current)
 
 
-SCAN_CHUNK = 64
-"""Steps the independence-MH scan decides at once (:func:`mh_scan`): its work per chunk is O(B · chunk²) compares
-and O(log chunk) gathers, instead of one round of small kernels per step."""
+SCAN_ELEMENTS = 4096
+"""Elements of the (B, chunk, chunk) next-accept table :func:`mh_scan` builds per chunk of steps: the chunk is the
+largest power of two up to ``SCAN_MAX_CHUNK`` that keeps B · chunk² within this."""
+SCAN_MAX_CHUNK = 64
+SCAN_MIN_CHUNK = 8
+"""Below this chunk (many rows, B > ``SCAN_ELEMENTS`` / 64) a plain loop of (B,) kernels over the steps is cheaper
+than the table's fixed O(log chunk) rounds of kernels, and :func:`mh_scan` runs that loop instead."""
+
+
+def scan_chunk(rows: int) -> int:
+    """Steps per chunk of :func:`mh_scan` for ``rows`` chains (0: use the step loop)."""
+    chunk = SCAN_MAX_CHUNK
+    while chunk >= SCAN_MIN_CHUNK and rows * chunk * chunk > SCAN_ELEMENTS:
+        chunk //= 2
+    return chunk if chunk >= SCAN_MIN_CHUNK else 0
 
 
 def _log_alpha(l_k: Tensor, current: Tensor, current_ok: Tensor, proposal_ok: Tensor) -> Tensor:
@@ -141,14 +153,18 @@ def mh_scan(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_o
     After accepting proposal j the state's logit is exactly ``logit[j]``, so every decision depends only on which
     proposal was accepted last. ``nxt[j]`` = the first step k > j that accepts when the state is proposal j (one
     (W, W) comparison); the accepted steps are the path first → nxt[first] → ..., and whether step k lies on it
-    is found by binary lifting over powers of ``nxt`` (O(log W) gathers). Chunks of ``SCAN_CHUNK`` steps bound the
-    (B, W, W) memory.
+    is found by binary lifting over powers of ``nxt`` (O(log W) gathers). Chunks of :func:`scan_chunk` steps bound
+    the (B, chunk, chunk) table; with many rows the chunk would be tiny and a loop over steps of (B,) kernels runs
+    instead (same decisions).
     """
-    w = logit.shape[1]
+    b, w = logit.shape
+    chunk = scan_chunk(b)
+    if chunk == 0:
+        return _mh_loop(logit, ok, log_u, current, current_ok)
     acc_parts, la_parts = [], []
     cur, cur_ok = current, current_ok
-    for start in range(0, w, SCAN_CHUNK):
-        lg, okc, lu = logit[:, start:start + SCAN_CHUNK], ok[:, start:start + SCAN_CHUNK], log_u[:, start:start + SCAN_CHUNK]
+    for start in range(0, w, chunk):
+        lg, okc, lu = logit[:, start:start + chunk], ok[:, start:start + chunk], log_u[:, start:start + chunk]
         acc, la = _mh_chunk(lg, okc, lu, cur, cur_ok)
         acc_parts.append(acc)
         la_parts.append(la)
@@ -157,6 +173,19 @@ def mh_scan(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_o
         cur = torch.where(took, lg.gather(1, last.clamp(min=0)[:, None])[:, 0], cur)
         cur_ok = cur_ok | took
     return torch.cat(acc_parts, 1), torch.cat(la_parts, 1)
+
+
+def _mh_loop(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_ok: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`mh_scan` one step at a time."""
+    accs, las = [], []
+    for j in range(logit.shape[1]):
+        la = _log_alpha(logit[:, j], current, current_ok, ok[:, j])
+        acc = log_u[:, j] < la
+        current = torch.where(acc, logit[:, j], current)
+        current_ok = current_ok | acc
+        accs.append(acc)
+        las.append(la)
+    return torch.stack(accs, 1), torch.stack(las, 1)
 
 
 def _last_true(mask: Tensor) -> Tensor:

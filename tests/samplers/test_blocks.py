@@ -11,8 +11,9 @@ from torch import Tensor
 
 from service.samplers import SAMPLERS
 from service.samplers.base import GanPair, logaddexp
-from service.samplers.block import BLOCK_BYTES, block_width
+from service.samplers.block import BLOCK_BYTES, SCAN_MAX_CHUNK, block_width, mh_scan, scan_chunk
 from service.samplers.driver import ChainRun, run_chains
+from service.samplers.kernel import accept_test
 from service.samplers.rng import Streams
 from tests.samplers.analytic import gaussian_target_logit_max, gaussian_target_pair, nonlinear_pair
 
@@ -159,3 +160,35 @@ def test_sir_sums_do_not_depend_on_the_rows_beside_a_chain(block_proposals: int)
                           40, block_proposals=block_proposals)
         assert torch.equal(part.extras["ess"], big.extras["ess"][lo:hi])
         assert torch.equal(part.output.x, big.output.x[lo:hi])
+
+
+@pytest.mark.parametrize(("rows", "width"), [(1, 300), (3, 130), (40, 17), (300, 9), (2000, 5)])
+def test_mh_scan_makes_the_decisions_of_sequential_accept_tests(rows: int, width: int) -> None:
+    """Both ways mh_scan decides (next-accept table for few rows, a step loop for many) against accept_test."""
+    g = torch.Generator().manual_seed(rows)
+    logit = torch.randn(rows, width, generator=g) * 2
+    logit[torch.rand(rows, width, generator=g) < 0.05] = float("nan")
+    logit[torch.rand(rows, width, generator=g) < 0.03] = float("inf")
+    on = torch.arange(width)[None, :] < torch.randint(0, width + 1, (rows,), generator=g)[:, None]
+    ok = torch.isfinite(logit) & on
+    u = torch.rand(rows, width, generator=g).clamp(1e-7, 1 - 1e-7)
+    current = torch.randn(rows, generator=g)
+    current[torch.rand(rows, generator=g) < 0.2] = float("nan")
+    cur, cur_ok = current.clone(), torch.isfinite(current)
+    accs, las = [], []
+    for j in range(width):
+        test = accept_test(logit[:, j] - cur, ok[:, j], cur_ok, u[:, j])
+        accs.append(test.accept)
+        las.append(test.log_alpha)
+        cur = torch.where(test.accept, logit[:, j], cur)
+        cur_ok = cur_ok | test.accept
+    acc, la = mh_scan(logit, ok, torch.log(u), current, torch.isfinite(current))
+    assert torch.equal(acc, torch.stack(accs, 1))
+    assert torch.equal(la, torch.stack(las, 1))
+    assert bool(acc.any()) and not bool(acc.all())
+
+
+def test_scan_chunk_shrinks_with_rows_and_falls_back_to_the_loop() -> None:
+    assert scan_chunk(1) == SCAN_MAX_CHUNK
+    assert scan_chunk(16) == 16 and scan_chunk(64) == 8
+    assert scan_chunk(65) == 0
