@@ -118,18 +118,23 @@ def pick(sel: Tensor, block: Tensor, current: Tensor) -> Tensor:
 
 
 SCAN_ELEMENTS = 4096
-"""Elements of the (B, chunk, chunk) next-accept table :func:`mh_scan` builds per chunk of steps: the chunk is the
-largest power of two up to ``SCAN_MAX_CHUNK`` that keeps B · chunk² within this."""
+"""Elements of the (B, chunk, chunk) next-accept table :func:`mh_scan` builds per chunk of steps on a CPU: the chunk
+is the largest power of two up to ``SCAN_MAX_CHUNK`` that keeps B · chunk² within this. (Measured on the project's
+CPU box: broadcasting kernels over larger tables cost more than a loop of (B,) kernels.)"""
+SCAN_ELEMENTS_ACCELERATOR = 2**24
+"""The same on a GPU, where a kernel launch costs more than a table of millions of elements: the loop's W rounds
+of launches are what to avoid there."""
 SCAN_MAX_CHUNK = 64
 SCAN_MIN_CHUNK = 8
 """Below this chunk (many rows, B > ``SCAN_ELEMENTS`` / 64) a plain loop of (B,) kernels over the steps is cheaper
 than the table's fixed O(log chunk) rounds of kernels, and :func:`mh_scan` runs that loop instead."""
 
 
-def scan_chunk(rows: int) -> int:
-    """Steps per chunk of :func:`mh_scan` for ``rows`` chains (0: use the step loop)."""
+def scan_chunk(rows: int, device: torch.device | str = "cpu") -> int:
+    """Steps per chunk of :func:`mh_scan` for ``rows`` chains on ``device`` (0: use the step loop)."""
+    limit = SCAN_ELEMENTS if torch.device(device).type == "cpu" else SCAN_ELEMENTS_ACCELERATOR
     chunk = SCAN_MAX_CHUNK
-    while chunk >= SCAN_MIN_CHUNK and rows * chunk * chunk > SCAN_ELEMENTS:
+    while chunk >= SCAN_MIN_CHUNK and rows * chunk * chunk > limit:
         chunk //= 2
     return chunk if chunk >= SCAN_MIN_CHUNK else 0
 
@@ -158,7 +163,7 @@ def mh_scan(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_o
     instead (same decisions).
     """
     b, w = logit.shape
-    chunk = scan_chunk(b)
+    chunk = scan_chunk(b, logit.device)
     if chunk == 0:
         return _mh_loop(logit, ok, log_u, current, current_ok)
     acc_parts, la_parts = [], []

@@ -192,3 +192,4 @@ def test_scan_chunk_shrinks_with_rows_and_falls_back_to_the_loop() -> None:
     assert scan_chunk(1) == SCAN_MAX_CHUNK
     assert scan_chunk(16) == 16 and scan_chunk(64) == 8
     assert scan_chunk(65) == 0
+    assert scan_chunk(4096, "cuda:0") == SCAN_MAX_CHUNK  # a GPU builds large tables rather than loop over steps
