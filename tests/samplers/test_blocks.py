@@ -193,3 +193,17 @@ def test_scan_chunk_shrinks_with_rows_and_falls_back_to_the_loop() -> None:
     assert scan_chunk(16) == 16 and scan_chunk(64) == 8
     assert scan_chunk(65) == 0
     assert scan_chunk(4096, "cuda:0") == SCAN_MAX_CHUNK  # a GPU builds large tables rather than loop over steps
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+@pytest.mark.parametrize("name", BLOCK_SAMPLERS)
+def test_blocks_on_cuda_give_the_chains_of_single_steps(name: str) -> None:
+    """On a GPU the mh scan builds large next-accept tables (no step loop); the chains stay those of single steps."""
+    algo = _algo(name, nonlinear_pair(3))
+    b = 300
+    n_steps = torch.randint(1, 200, (b,), generator=torch.Generator().manual_seed(4)).cuda()
+    runs = [run_chains(algo, Streams.for_request(5, b, "cuda"), algo.make_params({}, b, "cuda"), n_steps,
+                       block_proposals=p) for p in (1, 64 * b)]
+    assert runs[1].output.z.device.type == "cuda"
+    _assert_same(runs[1], runs[0])
