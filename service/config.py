@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     steps_per_iteration: int = Field(default=DEFAULT_STEPS_PER_ITERATION, ge=1)
     block_proposals: int = Field(
         default=DEFAULT_BLOCK_PROPOSALS, ge=1,
-        description="mh, drs and sir score the proposals of several steps per chain in one G + D call, up to this "
-        "many proposal rows (chains x steps); 1 runs one step per call. Same samples either way",
+        description="chain-steps one pool step may run (chains x steps per chain): mh, drs and sir score a "
+        "block's proposals in one G + D call, rep and ddls draw its random numbers in one call; 1 runs one step "
+        "at a time. Same samples either way",
     )
     job_batch_fraction: float = Field(default=DEFAULT_JOB_BATCH_FRACTION, gt=0, le=1)
     retry_after_s: int = Field(default=DEFAULT_RETRY_AFTER_S, ge=1)

@@ -90,10 +90,11 @@ UNBOUNDED_ROWS = 2**62
 
 
 class ChainPool:
-    """The rows of one pool key. Samplers with proposal blocks (mh, drs, sir: ``algo.supports_blocks()``) advance
-    each row up to W steps per :meth:`step`, with W chosen so that rows × W stays within ``block_proposals``,
-    ``max_step_rows`` (the device's memory budget for one network call) and ``BLOCK_BYTES`` of samples. Pools
-    with a ticket that records traces step one at a time (traces are per step)."""
+    """The rows of one pool key. Samplers with blocks (all but raw: ``algo.supports_blocks()``) advance each row up
+    to W steps per :meth:`step`, with W chosen so that rows × W stays within ``block_proposals``, ``max_step_rows``
+    (the device's memory budget for one network call: mh, drs and sir score the whole block's proposals in one
+    call) and ``BLOCK_BYTES`` of samples. Pools with a ticket that records traces step one at a time (traces are
+    per step)."""
 
     def __init__(self, key: PoolKey, algo: SamplingAlgorithm, block_proposals: int = BLOCK_PROPOSALS) -> None:
         self.key = key

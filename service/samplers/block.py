@@ -70,6 +70,15 @@ class BlockInfo(NamedTuple):
     rates: Tensor
 
 
+class Prefetched(NamedTuple):
+    """The random numbers of one step, drawn ahead for a whole block (state-dependent samplers: rep, ddls, mh with
+    ``real`` init). Passed to ``step`` in place of the Streams: ``prior_draw`` and ``accept_uniform`` then return
+    these. proposal (B, *latent) is the ``DRAW_PROPOSAL`` normal, accept (B,) the ``DRAW_ACCEPT`` uniform."""
+
+    proposal: Tensor
+    accept: Tensor
+
+
 def block_width(rows: int, sample_bytes: int, proposals: int = BLOCK_PROPOSALS, max_bytes: int = BLOCK_BYTES) -> int:
     """Steps per block for ``rows`` chains whose samples take ``sample_bytes`` each: at least 1."""
     budget = min(proposals, max_bytes // max(1, sample_bytes))

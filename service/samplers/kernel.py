@@ -13,8 +13,8 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
-from service.samplers.base import GanPair, ParamSpec, UnsupportedPairError, fill_params
-from service.samplers.block import Candidates, draw_candidates
+from service.samplers.base import ChainOutput, GanPair, ParamSpec, UnsupportedPairError, fill_params, tree_where
+from service.samplers.block import BlockInfo, Candidates, Prefetched, draw_candidates, repeat_rows, step_mask
 from service.samplers.options import Options
 from service.samplers.rng import DRAW_INIT, Streams, normal, uniform
 
@@ -97,6 +97,13 @@ class SamplerBase:
         values = {k: v for k, v in values.items() if k != STEPS_KEY}
         return fill_params(self.params_cls, self.param_specs, values, batch, torch.device(device))
 
+    def step(self, state: Any, streams: Any, params: Any, t: Tensor) -> tuple[Any, Any]:
+        """One step of every row (each sampler defines it); ``streams`` may be a block's :class:`Prefetched`."""
+        raise NotImplementedError
+
+    def output(self, state: Any) -> ChainOutput:
+        raise NotImplementedError
+
     def done(self, state: Any, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
         """(B,) bool: the row has run its ``n_steps``."""
         return t >= n_steps
@@ -109,9 +116,36 @@ class SamplerBase:
         return True
 
     def supports_blocks(self) -> bool:
-        """True when ``step_block`` runs several steps per network call (independence samplers, see
-        :mod:`service.samplers.block`)."""
-        return False
+        """True when :meth:`step_block` runs several steps per call (:mod:`service.samplers.block`)."""
+        return True
+
+    def step_block(
+        self, state: Any, streams: Streams, params: Any, t: Tensor, steps: Tensor, width: int
+    ) -> tuple[Any, BlockInfo]:
+        """Up to ``width`` steps per row (``steps`` (B,)), for samplers whose proposal depends on the state: the
+        random numbers of all ``width`` steps are drawn in one call (the same numbers ``step`` would draw, keyed
+        by (seed, chain, t)), then ``step`` runs ``width`` times on them, one network call per step. The
+        independence samplers (mh, drs, sir) override this with one network call per block.
+        """
+        b = len(streams)
+        s, tt = repeat_rows(streams, t, width)
+        eps = normal(s, tt, DRAW_PROPOSAL, self.latent_shape).reshape(b, width, *self.latent_shape)
+        u = uniform(s, tt, DRAW_ACCEPT).reshape(b, width)
+        on = step_mask(steps, width)
+        everyone = int(steps.min()) if b else 0  # steps every row runs: no masking needed before this
+        accepted = torch.zeros_like(steps)
+        nonfinite = torch.zeros_like(steps)
+        rates = []
+        logit = self.output(state).logit
+        for j in range(width):
+            new, info = self.step(state, Prefetched(eps[:, j], u[:, j]), params, t + j)
+            act = on[:, j]
+            state = new if j < everyone else tree_where(act, new, state)
+            accepted = accepted + (info.is_accepted & act)
+            nonfinite = nonfinite + (info.is_nonfinite & act)
+            rates.append(torch.where(act, info.acceptance_rate.float(), 0.0))
+            logit = torch.where(act, info.logit, logit)
+        return state, BlockInfo(steps, accepted, nonfinite, logit, torch.stack(rates, 1))
 
     def steps_left(self, state: Any, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
         """(B,) int64 steps each row still runs under the default ``done`` rule ``t >= n_steps``."""
@@ -119,8 +153,11 @@ class SamplerBase:
 
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def prior_draw(self, streams: Streams, t: Tensor | int, draw: int) -> Tensor:
-        """z ~ N(0, I), (B, *latent_shape), on the streams' device."""
+    def prior_draw(self, streams: Streams | Prefetched, t: Tensor | int, draw: int) -> Tensor:
+        """z ~ N(0, I), (B, *latent_shape), on the streams' device (or the block's prefetched proposal noise)."""
+        if isinstance(streams, Prefetched):
+            assert draw == DRAW_PROPOSAL, "a block prefetches only the proposal noise and the accept uniform"
+            return streams.proposal
         return normal(streams, t, draw, self.latent_shape)
 
     def init_latent(self, streams: Streams) -> Tensor:
@@ -131,5 +168,8 @@ class SamplerBase:
         return draw_candidates(self.pair, self.latent_shape, streams, t, width, DRAW_PROPOSAL, DRAW_ACCEPT)
 
     @staticmethod
-    def accept_uniform(streams: Streams, t: Tensor | int, draw: int = DRAW_ACCEPT) -> Tensor:
+    def accept_uniform(streams: Streams | Prefetched, t: Tensor | int, draw: int = DRAW_ACCEPT) -> Tensor:
+        if isinstance(streams, Prefetched):
+            assert draw == DRAW_ACCEPT, "a block prefetches only the proposal noise and the accept uniform"
+            return streams.accept
         return uniform(streams, t, draw)

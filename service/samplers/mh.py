@@ -158,11 +158,6 @@ class MhSampler(SamplerBase):
         info = MhInfo(test.rate, acc, ~ev.finite, new.logit, test.log_alpha, ev.logit)
         return new, info
 
-    def supports_blocks(self) -> bool:
-        """Blocks need proposals independent of the state: true for ``generator`` init. ``real`` init restarts a
-        chain from its step-0 proposal, which the block scan does not track, so it runs one step at a time."""
-        return not self.real_init
-
     def step_block(
         self, state: MhState, streams: Streams, params: MhParams, t: Tensor, steps: Tensor, width: int
     ) -> tuple[MhState, BlockInfo]:
@@ -171,7 +166,8 @@ class MhSampler(SamplerBase):
         The accept decisions are those of :func:`accept_test` step by step, found without a loop over steps
         (:func:`~service.samplers.block.mh_scan`); z and x of the last accepted proposal are gathered once.
         """
-        assert not self.real_init, "mh init='real' runs one step at a time"
+        if self.real_init:  # restarts from the step-0 proposal, which the scan does not track: step by step
+            return super().step_block(state, streams, params, t, steps, width)
         cand = self.candidates(streams, t, width)
         on = step_mask(steps, width)
         ok = cand.finite & on  # a step the row does not run is a proposal that is never accepted
@@ -210,6 +206,14 @@ class MhSampler(SamplerBase):
             is_real=state.is_real & ~r,
             restarted=state.restarted | r,
         )
+
+    def steps_left(self, state: MhState, params: MhParams, t: Tensor, n_steps: Tensor) -> Tensor:
+        """Under :meth:`done`: with ``real`` init a row still real at K runs up to 2K (a block stops at K first,
+        where it is decided whether the row restarts)."""
+        if not self.real_init:
+            return super().steps_left(state, params, t, n_steps)
+        long = state.restarted | (state.is_real & (t >= n_steps))
+        return torch.where(long, 2 * n_steps - t, n_steps - t).clamp(min=0)
 
     def done(self, state: MhState, params: MhParams, t: Tensor, n_steps: Tensor) -> Tensor:
         if not self.real_init:

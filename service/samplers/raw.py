@@ -62,6 +62,10 @@ class RawSampler(SamplerBase):
         ones = torch.ones_like(new.logit)
         return new, RawInfo(ones, new.finite, ~new.finite, new.logit)
 
+    def supports_blocks(self) -> bool:
+        """False: a one-shot kernel has no steps to run."""
+        return False
+
     def done(self, state: RawState, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
         return torch.ones_like(t, dtype=torch.bool)
 

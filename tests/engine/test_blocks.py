@@ -1,4 +1,4 @@
-"""Proposal blocks in the engine: a pool of mh, drs or sir rows runs several steps per pool step, each row only its
+"""Blocks in the engine: a pool of mh, drs, sir, rep or ddls rows runs several steps per pool step, each row only its
 own remaining steps, with the same samples and statistics as one step at a time, alone or under load."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ BLOCKS = 64  # proposal rows per pool step in these tests
 T = GATE_TIMEOUT_S
 
 
-@pytest.mark.parametrize("sampler", ["mh", "sir", "drs"])
+@pytest.mark.parametrize("sampler", ["mh", "sir", "drs", "rep", "ddls"])
 def test_blocks_give_the_samples_of_single_steps_alone_and_under_load(sampler: str) -> None:
     single = engine(config(max_batch=16, block_proposals=1))
     try:

@@ -17,7 +17,7 @@ from service.samplers.kernel import accept_test
 from service.samplers.rng import Streams
 from tests.samplers.analytic import gaussian_target_logit_max, gaussian_target_pair, nonlinear_pair
 
-BLOCK_SAMPLERS = ("mh", "sir", "drs")
+BLOCK_SAMPLERS = ("mh", "sir", "drs", "rep", "ddls")
 
 
 def _algo(name: str, pair: GanPair, options: dict[str, Any] | None = None) -> Any:
@@ -97,19 +97,22 @@ def test_drs_block_stops_each_row_at_its_first_acceptance() -> None:
     assert bool((run.extras["tries"][~acc] == 12).all())
 
 
-def test_mh_real_init_runs_one_step_at_a_time() -> None:
+def test_mh_real_init_blocks_give_the_chains_of_single_steps() -> None:
+    """With real init some rows never accept by K and restart from their first proposal for K more steps."""
     real = torch.randn(50, 1, generator=torch.Generator().manual_seed(0)) * 0.5 + 1.0
-    algo = _algo("mh", gaussian_target_pair(real=real), {"init": "real"})
-    assert not algo.supports_blocks()
-    b = 8
-    values = {"steps": torch.tensor(30)}
-    run = run_chains(algo, Streams.for_request(1, b), algo.make_params(values, b, "cpu"), 30)
-    assert int(run.stats.proposals.min()) >= 30
+    algo = _algo("mh", gaussian_target_pair(temperature=3.0, real=real), {"init": "real"})
+    b, k = 40, 6
+    runs = [run_chains(algo, Streams.for_request(1, b), algo.make_params({"steps": torch.tensor(k)}, b, "cpu"), k,
+                       block_proposals=p) for p in (1, 4 * b, 64 * b)]
+    restarted = runs[0].extras["restarted"]
+    assert bool(restarted.any()) and not bool(restarted.all())  # both kinds of rows
+    assert torch.equal(runs[0].steps[restarted], torch.full((int(restarted.sum()),), 2 * k))
+    for r in runs[1:]:
+        _assert_same(r, runs[0])
 
 
-@pytest.mark.parametrize("name", ["raw", "rep", "ddls"])
-def test_state_dependent_samplers_do_not_claim_blocks(name: str) -> None:
-    assert not _algo(name, gaussian_target_pair()).supports_blocks()
+def test_one_shot_raw_has_no_blocks() -> None:
+    assert not _algo("raw", gaussian_target_pair()).supports_blocks()
 
 
 def test_block_width_fills_the_proposal_budget_within_the_byte_budget() -> None:
