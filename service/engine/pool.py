@@ -20,7 +20,7 @@ from torch import Tensor
 from service.engine.stats import ChainsFinished
 from service.engine.ticket import PoolKey, Priority, Ticket
 from service.samplers.base import SamplingAlgorithm, tree_cat, tree_select
-from service.samplers.block import BLOCK_BYTES, BLOCK_PROPOSALS, block_width
+from service.samplers.block import BLOCK_BYTES, BLOCK_PROPOSALS, block_width, early_stop_width
 from service.samplers.driver import init_stats, sample_bytes, update_stats, update_stats_block
 from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
@@ -174,6 +174,8 @@ class ChainPool:
         """Up to ``width`` steps per row in one ``algo.step_block`` (rows shorter than that run only theirs)."""
         left = self.algo.steps_left(b.state, b.params, b.t, b.n_steps)
         width = max(1, min(width, int(left.max())))
+        if self.algo.stops_early:
+            width = early_stop_width(width, b.stats.acceptance_sum, b.stats.proposals)
         state, info = self.algo.step_block(  # type: ignore[attr-defined]
             b.state, b.streams, b.params, b.t, left.clamp(max=width), width
         )

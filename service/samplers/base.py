@@ -123,6 +123,7 @@ class SamplingAlgorithm(Protocol):
     needs_grad: ClassVar[bool]
     param_specs: ClassVar[tuple[ParamSpec, ...]]
     default_steps: ClassVar[int]
+    stops_early: ClassVar[bool]  # rows finish at their first acceptance (DRS)
 
     def make_params(self, values: Mapping[str, Tensor], batch: int, device: torch.device) -> Any:
         """Per-row Params NamedTuple; missing names take their spec default."""

@@ -23,6 +23,7 @@ each row's remaining steps under the sampler's ``done`` rule.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -83,6 +84,23 @@ def block_width(rows: int, sample_bytes: int, proposals: int = BLOCK_PROPOSALS, 
     """Steps per block for ``rows`` chains whose samples take ``sample_bytes`` each: at least 1."""
     budget = min(proposals, max_bytes // max(1, sample_bytes))
     return max(1, budget // max(1, rows))
+
+
+EARLY_STOP_TRIES = 4.0
+"""A sampler whose rows stop at their first acceptance (DRS) sizes a block to this many expected acceptances per
+row: at acceptance probability p, ``EARLY_STOP_TRIES / p`` tries (so little of a block is scored after its row
+has already accepted). Until a try has been made, blocks are ``EARLY_STOP_FIRST`` steps."""
+EARLY_STOP_FIRST = 8
+
+
+def early_stop_width(width: int, acceptance_sum: Tensor, proposals: Tensor) -> int:
+    """``width`` capped for rows that stop at their first acceptance, from the mean acceptance probability of the
+    tries so far (acceptance_sum and proposals (B,), as in the driver's ChainStats)."""
+    tries = float(proposals.sum())
+    if tries <= 0:
+        return min(width, EARLY_STOP_FIRST)
+    p = float(acceptance_sum.sum()) / tries
+    return max(1, min(width, math.ceil(EARLY_STOP_TRIES / max(p, 1e-9))))
 
 
 def repeat_rows(streams: Streams, t: Tensor, width: int) -> tuple[Streams, Tensor]:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from service.samplers.base import tree_scatter, tree_select, tree_where
-from service.samplers.block import BLOCK_BYTES, BLOCK_PROPOSALS, BlockInfo, block_width, step_mask
+from service.samplers.block import BLOCK_BYTES, BLOCK_PROPOSALS, BlockInfo, block_width, early_stop_width, step_mask
 from service.samplers.energy import energy
 from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
@@ -235,6 +235,8 @@ def _run_blocks(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor,
         if n_running == 0:
             break
         width = min(block_width(n_running, x_bytes, block_proposals, BLOCK_BYTES), int(left.max()))
+        if algo.stops_early:
+            width = early_stop_width(width, stats.acceptance_sum, stats.proposals)
         if n_running < COMPACT_BELOW * b:
             rows = running.nonzero().squeeze(1)
             sub, info = algo.step_block(

@@ -93,6 +93,7 @@ def pair_device(pair: GanPair) -> torch.device:
 class DrsSampler(SamplerBase):
     name: ClassVar[str] = "drs"
     default_steps: ClassVar[int] = DRS_DEFAULT_STEPS
+    stops_early: ClassVar[bool] = True
     options_cls = DrsOptions
     options: DrsOptions
 

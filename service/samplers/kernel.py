@@ -77,6 +77,9 @@ class SamplerBase:
 
     name: ClassVar[str]
     needs_grad: ClassVar[bool] = False
+    stops_early: ClassVar[bool] = False
+    """Rows finish at their first acceptance (DRS): blocks are sized by the acceptance rate
+    (:func:`~service.samplers.block.early_stop_width`)."""
     param_specs: ClassVar[tuple[ParamSpec, ...]] = ()
     params_cls: ClassVar[type] = NoParams
     default_steps: ClassVar[int]

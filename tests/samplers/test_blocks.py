@@ -210,3 +210,14 @@ def test_blocks_on_cuda_give_the_chains_of_single_steps(name: str) -> None:
                        block_proposals=p) for p in (1, 64 * b)]
     assert runs[1].output.z.device.type == "cuda"
     _assert_same(runs[1], runs[0])
+
+
+def test_drs_blocks_shrink_to_the_tries_rows_need() -> None:
+    """At a high acceptance rate a block of many tries per row would mostly be scored after the row accepted."""
+    g = _Counting()
+    algo = _algo("drs", gaussian_target_pair()._replace(generator=g), {"logit_max": gaussian_target_logit_max()})
+    b = 64
+    run = _run(algo, torch.full((b,), 640), block_proposals=4096)
+    assert bool(run.extras["accepted"].all())
+    tries = int(run.extras["tries"].sum())
+    assert sum(g.calls) <= 3 * tries, (sum(g.calls), tries)
