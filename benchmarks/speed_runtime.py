@@ -235,17 +235,23 @@ def run_model(name: str, args: argparse.Namespace, scratch: Path) -> tuple[list[
     return rows, load_rows
 
 
+def _escaped(rows: Sequence[Sequence[object]]) -> list[list[str]]:
+    """Cells with ``|`` escaped (the notes say ``max |Δ logit|``), so markdown keeps the columns."""
+    return [[str(c).replace("|", "\\|") for c in row] for row in rows]
+
+
 def report(rows: Sequence[Sequence[object]], load_rows: Sequence[Sequence[object]], info: dict[str, str],
            rounds: int) -> str:
+    rows, load_rows = _escaped(rows), _escaped(load_rows)
     return "\n\n".join([
         "# [runtime] settings through the Registry (speed_runtime.py)",
         "### Machine\n\n" + info_block(info),
         "### What each setting loaded to (load time includes the auto timing and torch.compile with warm-up)\n\n"
         + markdown_table(["model", "setting", "memory format", "compiled", "load s", "notes"], load_rows),
         f"### Timings (median of {rounds} interleaved rounds; ms per call of the whole batch; speed-up = median of "
-        f"paired per-round ratios against `{BASELINE}`; max |Δ| against `{BASELINE}`: logits, ∇z, or the mh run's "
+        f"paired per-round ratios against `{BASELINE}`; max \\|Δ\\| against `{BASELINE}`: logits, ∇z, or the mh run's "
         "final logits)\n\n"
-        + markdown_table(["model", "work", "batch", "setting", "ms", "speed-up", "max |Δ|"], rows),
+        + markdown_table(["model", "work", "batch", "setting", "ms", "speed-up", "max \\|Δ\\|"], rows),
     ]) + "\n"
 
 
