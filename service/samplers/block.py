@@ -86,7 +86,7 @@ def block_width(rows: int, sample_bytes: int, proposals: int = BLOCK_PROPOSALS, 
     return max(1, budget // max(1, rows))
 
 
-EARLY_STOP_TRIES = 4.0
+EARLY_STOP_TRIES = 0.5
 """A sampler whose rows stop at their first acceptance (DRS) sizes a block to this many expected acceptances per
 row: at acceptance probability p, ``EARLY_STOP_TRIES / p`` tries (so little of a block is scored after its row
 has already accepted). Until a try has been made, blocks are ``EARLY_STOP_FIRST`` steps."""

@@ -44,6 +44,8 @@ def test_drs_evaluates_only_running_rows_and_matches_chains_alone() -> None:
     # share of rows that finish before half the batch has (COMPACT_BELOW), i.e. well over 30% here
     assert g.rows < 0.7 * b * (longest + 1), (g.rows, b * (longest + 1))
     assert COMPACT_BELOW <= 0.5
+    # proposal blocks (sized by the acceptance rate) score few tries after a row accepted
+    assert g.rows <= 1.5 * int(run.extras["tries"].sum())
     for i in (0, 17, 63):
         alone = run_chains(algo, Streams.for_request(5, 1, first_chain=i), algo.make_params({}, 1, "cpu"), tries)
         assert torch.equal(alone.output.x, run.output.x[i : i + 1])
