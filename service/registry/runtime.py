@@ -68,6 +68,7 @@ COMPILE_BACKEND = "inductor"
 WARMUP_BATCHES = (1, 8, 64)
 """Batches compiled at load: 1 (dynamic shapes specialise sizes 0 and 1) and one dynamic batch."""
 PROBE_SEED = 1
+NO_CONV = "no 4-D (conv) weights"
 
 
 class Runtime(NamedTuple):
@@ -169,10 +170,11 @@ def _channels_last(
         why = (
             "torch_export / onnx networks keep the layout they were saved with"
             if any(n.backend != ARCH_BACKEND for n in (g, d))
-            else "no 4-D (conv) weights"
+            else NO_CONV
         )
         info["memory_format_reason"] = why
-        return g_fn, d_fn, [f"memory_format {setting}: contiguous ({why})"], info
+        quiet = setting == "auto" and why == NO_CONV
+        return g_fn, d_fn, [] if quiet else [f"memory_format {setting}: contiguous ({why})"], info
     cl_g = _contiguous_output(_channels_last_input(g_fn)) if any(n is g for n in nets) else g_fn
     cl_d = _channels_last_input(d_fn) if any(n is d for n in nets) else d_fn
     z = _latents(m, AUTO_BATCH, device)
