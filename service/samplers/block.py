@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -144,24 +145,23 @@ def pick(sel: Tensor, block: Tensor, current: Tensor) -> Tensor:
     return rows_where(sel >= 0, chosen, current)
 
 
-SCAN_ELEMENTS = 4096
-"""Elements of the (B, chunk, chunk) next-accept table :func:`mh_scan` builds per chunk of steps on a CPU: the chunk
-is the largest power of two up to ``SCAN_MAX_CHUNK`` that keeps B · chunk² within this. (Measured on the project's
-CPU box: broadcasting kernels over larger tables cost more than a loop of (B,) kernels.)"""
+SCAN_ELEMENTS = 8192
+"""Most elements of the (B, chunk, chunk) next-accept table :func:`mh_scan` builds per chunk of steps on a CPU, with
+chunks of ``SCAN_MAX_CHUNK``: one or two chains. Measured on the project's CPU box (``benchmarks/speed_findings.md``):
+beyond that a loop over the steps in numpy, on (B,) arrays, costs less than the table's broadcasting kernels."""
 SCAN_ELEMENTS_ACCELERATOR = 2**24
 """The same on a GPU, where a kernel launch costs more than a table of millions of elements: the loop's W rounds
-of launches are what to avoid there."""
+of launches are what to avoid there. The chunk shrinks by halves down to ``SCAN_MIN_CHUNK`` to fit."""
 SCAN_MAX_CHUNK = 64
 SCAN_MIN_CHUNK = 8
-"""Below this chunk (many rows, B > ``SCAN_ELEMENTS`` / 64) a plain loop of (B,) kernels over the steps is cheaper
-than the table's fixed O(log chunk) rounds of kernels, and :func:`mh_scan` runs that loop instead."""
 
 
 def scan_chunk(rows: int, device: torch.device | str = "cpu") -> int:
     """Steps per chunk of :func:`mh_scan` for ``rows`` chains on ``device`` (0: use the step loop)."""
-    limit = SCAN_ELEMENTS if torch.device(device).type == "cpu" else SCAN_ELEMENTS_ACCELERATOR
+    if torch.device(device).type == "cpu":
+        return SCAN_MAX_CHUNK if rows * SCAN_MAX_CHUNK * SCAN_MAX_CHUNK <= SCAN_ELEMENTS else 0
     chunk = SCAN_MAX_CHUNK
-    while chunk >= SCAN_MIN_CHUNK and rows * chunk * chunk > limit:
+    while chunk >= SCAN_MIN_CHUNK and rows * chunk * chunk > SCAN_ELEMENTS_ACCELERATOR:
         chunk //= 2
     return chunk if chunk >= SCAN_MIN_CHUNK else 0
 
@@ -208,7 +208,16 @@ def mh_scan(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_o
 
 
 def _mh_loop(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_ok: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`mh_scan` one step at a time."""
+    """:func:`mh_scan` one step at a time. On a CPU the loop runs in numpy over the same memory (a numpy call
+    costs a fraction of a torch op's dispatch, and float32 subtraction and comparison give the same bits)."""
+    if logit.device.type == "cpu" and logit.dtype == current.dtype:
+        return _mh_loop_numpy(logit, ok, log_u, current, current_ok)
+    return _mh_loop_torch(logit, ok, log_u, current, current_ok)
+
+
+def _mh_loop_torch(
+    logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_ok: Tensor
+) -> tuple[Tensor, Tensor]:
     accs, las = [], []
     for j in range(logit.shape[1]):
         la = _log_alpha(logit[:, j], current, current_ok, ok[:, j])
@@ -218,6 +227,27 @@ def _mh_loop(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_
         accs.append(acc)
         las.append(la)
     return torch.stack(accs, 1), torch.stack(las, 1)
+
+
+def _mh_loop_numpy(
+    logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_ok: Tensor
+) -> tuple[Tensor, Tensor]:
+    lg = logit.detach().numpy().T.copy()  # (W, B): each step's row contiguous
+    okn, lun = ok.numpy().T.copy(), log_u.detach().to(logit.dtype).numpy().T.copy()
+    cur, cur_ok = current.detach().numpy().copy(), current_ok.numpy().copy()
+    acc = np.empty(lg.shape, dtype=bool)
+    la = np.empty_like(lg)
+    inf = lg.dtype.type(np.inf)
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN, handled below as in accept_test
+        for j in range(lg.shape[0]):
+            a = np.where(cur_ok, lg[j] - cur, inf)
+            a[np.isnan(a)] = -inf
+            a[~okn[j]] = -inf
+            la[j] = a
+            np.less(lun[j], a, out=acc[j])
+            np.copyto(cur, lg[j], where=acc[j])
+            cur_ok |= acc[j]
+    return torch.from_numpy(acc.T.copy()), torch.from_numpy(la.T.copy())
 
 
 def _last_true(mask: Tensor) -> Tensor:

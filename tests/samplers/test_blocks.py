@@ -11,7 +11,7 @@ from torch import Tensor
 
 from service.samplers import SAMPLERS
 from service.samplers.base import GanPair, logaddexp
-from service.samplers.block import BLOCK_BYTES, SCAN_MAX_CHUNK, block_width, mh_scan, scan_chunk
+from service.samplers.block import BLOCK_BYTES, SCAN_MAX_CHUNK, _mh_loop_torch, block_width, mh_scan, scan_chunk
 from service.samplers.driver import ChainRun, run_chains
 from service.samplers.kernel import accept_test
 from service.samplers.rng import Streams
@@ -167,7 +167,8 @@ def test_sir_sums_do_not_depend_on_the_rows_beside_a_chain(block_proposals: int)
 
 @pytest.mark.parametrize(("rows", "width"), [(1, 300), (3, 130), (40, 17), (300, 9), (2000, 5)])
 def test_mh_scan_makes_the_decisions_of_sequential_accept_tests(rows: int, width: int) -> None:
-    """Both ways mh_scan decides (next-accept table for few rows, a step loop for many) against accept_test."""
+    """Both ways mh_scan decides (next-accept table for one or two rows, a numpy step loop for more) against
+    sequential accept_test calls."""
     g = torch.Generator().manual_seed(rows)
     logit = torch.randn(rows, width, generator=g) * 2
     logit[torch.rand(rows, width, generator=g) < 0.05] = float("nan")
@@ -185,17 +186,18 @@ def test_mh_scan_makes_the_decisions_of_sequential_accept_tests(rows: int, width
         las.append(test.log_alpha)
         cur = torch.where(test.accept, logit[:, j], cur)
         cur_ok = cur_ok | test.accept
-    acc, la = mh_scan(logit, ok, torch.log(u), current, torch.isfinite(current))
-    assert torch.equal(acc, torch.stack(accs, 1))
-    assert torch.equal(la, torch.stack(las, 1))
+    args = (logit, ok, torch.log(u), current, torch.isfinite(current))
+    for acc, la in (mh_scan(*args), _mh_loop_torch(*args)):  # the torch loop is the GPU's path for many rows
+        assert torch.equal(acc, torch.stack(accs, 1))
+        assert torch.equal(la, torch.stack(las, 1))
     assert bool(acc.any()) and not bool(acc.all())
 
 
 def test_scan_chunk_shrinks_with_rows_and_falls_back_to_the_loop() -> None:
     assert scan_chunk(1) == SCAN_MAX_CHUNK
-    assert scan_chunk(16) == 16 and scan_chunk(64) == 8
-    assert scan_chunk(65) == 0
+    assert scan_chunk(3) == 0  # a CPU loops over steps in numpy beyond two chains
     assert scan_chunk(4096, "cuda:0") == SCAN_MAX_CHUNK  # a GPU builds large tables rather than loop over steps
+    assert scan_chunk(10**6, "cuda:0") == 0
 
 
 @pytest.mark.cuda
