@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -101,6 +102,11 @@ class Row:
     sampler_samples_s: float
     ceiling_samples_s: float
     reference_samples_s: float | None = None  # mh rows: the per-chain reference loop at the default K
+    width: int = 1  # steps per network call (proposal blocks: mh, drs, sir)
+    single_samples_s: float | None = None  # the same sampler with one step per network call
+    block_gain: float | None = None  # samples/s with blocks over one step per call, median of per-round pairs
+    wide_ceiling_samples_s: float | None = None  # the ceiling at the block's network batch (batch x width)
+    wide_ratio: float | None = None  # sampler samples/s over that ceiling
 
     @property
     def speedup(self) -> float | None:
@@ -184,6 +190,13 @@ def measure(
         per_batch = _calibrate(reference_mh_fn(model.pair, REFERENCE_BATCH - 1, device), device, calls)
         ref_k = min(k, REFERENCE_BATCH * max(1, round(target_s / per_batch)) - 1)
         fns["reference"] = reference_mh_fn(model.pair, ref_k, device)
+    wide_evals = 0
+    if work.single is not None:
+        fns["single"] = repeat(work.single)
+        if work.width > 1:  # the bare network at the batch the blocks really evaluate
+            wide_evals = max(1, math.ceil(work.evals / work.width))
+            fns["wide"] = repeat(ceiling_fn(model.pair, batch * work.width, wide_evals,
+                                            sampler in GRAD_SAMPLERS, device))
     times = interleaved(fns, rounds, device, warmup=not long)
     # Quote both sides at the default length. A sampler that evaluates more G rows than its ceiling in a short
     # timed run (the driver runs one extra, masked step for sir) pays that excess once per run, not per step.
@@ -193,6 +206,9 @@ def measure(
         excess = (g_rows / work.evals) * per_output / (per_output + g_rows - work.evals)
     ratio = paired_ratio(times["ceiling"], times["sampler"]) * excess * work.sampler_fraction / work.ceiling_fraction
     s_s, c_s = median(times["sampler"]), median(times["ceiling"])
+    # the wide ceiling runs wide_evals x width evaluations per chain, close to but not always exactly `evals`
+    wide_c = (batch * inner * work.ceiling_fraction * wide_evals * work.width / work.evals / median(times["wide"])
+              if "wide" in times else None)
     return Row(
         model=model.name,
         sampler=sampler,
@@ -207,6 +223,12 @@ def measure(
         sampler_samples_s=batch * inner * work.sampler_fraction * excess / s_s,
         ceiling_samples_s=batch * inner * work.ceiling_fraction / c_s,
         reference_samples_s=(ref_k + 1) / (k + 1) / median(times["reference"]) if "reference" in times else None,
+        width=work.width,
+        single_samples_s=(batch * inner * work.sampler_fraction * excess / median(times["single"])
+                          if "single" in times else None),
+        block_gain=paired_ratio(times["single"], times["sampler"]) if "single" in times else None,
+        wide_ceiling_samples_s=wide_c,
+        wide_ratio=None if wide_c is None else batch * inner * work.sampler_fraction * excess / s_s / wide_c,
     )
 
 
@@ -222,13 +244,14 @@ def run_benchmark(
     max_call_s: float = FULL_MAX_CALL_S,
     reference: bool = True,
     drs_tries: int | None = None,
+    block_proposals: int | None = None,
     skipped: list[tuple[str, str, int]] | None = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> list[Row]:
     """Every (model, batch, sampler) row; configurations over the time limits go to ``skipped`` instead."""
     rows: list[Row] = []
     skipped = [] if skipped is None else skipped
-    built = Samplers(drs_tries)
+    built = Samplers(drs_tries, block_proposals)
     counter = GCounter()
     for model in models:
         counted = counter.wrap(model)
@@ -264,13 +287,15 @@ def report(rows: Sequence[Row], models: Sequence[DemoModel], info: dict[str, str
             [
                 r.sampler, r.batch, f"{r.evals}" + (f" x {r.inner}" if r.inner > 1 else ""), f"{r.g_evals:.3g}",
                 fmt(r.evals_per_output), fmt(r.sampler_samples_s), fmt(r.ceiling_samples_s), f"{r.ratio:.2f}",
-                fmt(r.reference_samples_s), _x(r.speedup), _x(r.ceiling_speedup),
+                fmt(r.reference_samples_s), _x(r.speedup), _x(r.ceiling_speedup), r.width,
+                _x(r.block_gain), "-" if r.wide_ratio is None else f"{r.wide_ratio:.2f}",
             ]
             for r in mrows
         ]
         out.append(markdown_table(
             ["sampler", "batch", "evals timed", "G evals/chain", "evals/output", "samples/s", "ceiling samples/s",
-             "ratio", "reference samples/s", "speed-up", "ceiling speed-up"],
+             "ratio", "reference samples/s", "speed-up", "ceiling speed-up", "steps per G + D call", "block gain",
+             "ratio at block batch"],
             table,
         ))
         out.append("")
@@ -308,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-call-s", type=float, help="skip a configuration when one sampler call takes longer")
     p.add_argument("--threads", type=int, help="torch.set_num_threads before measuring")
     p.add_argument("--drs-tries", type=int, help=f"DRS max tries per output (default: the model's; quick {QUICK_DRS_TRIES})")
+    p.add_argument("--block-proposals", type=int,
+                   help="proposal rows per network call of mh/drs/sir (default: the service's; 1: one step per call)")
     p.add_argument("--no-reference", action="store_true", help="skip the per-chain reference MH-GAN loop")
     p.add_argument("--summary-batch", type=int, default=256, help="batch size of the summary table")
     p.add_argument("--out", type=Path, help="write the markdown report here (default: stdout)")
@@ -333,6 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         models, args.samplers, batches, device=device, rounds=rounds, target_s=target_s, max_eval_s=max_eval_s,
         max_call_s=args.max_call_s or (QUICK_MAX_CALL_S if q else FULL_MAX_CALL_S),
         reference=not args.no_reference, drs_tries=args.drs_tries or (QUICK_DRS_TRIES if q else None),
+        block_proposals=args.block_proposals,
         skipped=skipped,
     )
     at = args.summary_batch if args.summary_batch in batches else max(batches)

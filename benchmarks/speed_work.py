@@ -8,7 +8,10 @@ Network evaluations ("evals") per chain, and how a sampler's ``n_steps`` maps on
     drs             until every row accepted               rows run masked until the last row accepts; the
                                                            ceiling is the mean number of tries per output
 
-rep and ddls evaluate forward + backward w.r.t. z; the others forward only.
+rep and ddls evaluate forward + backward w.r.t. z; the others forward only. mh, drs and sir score ``width`` steps'
+proposals per network call (proposal blocks), so their network batch is batch x width; rep and ddls run blocks of
+steps with their random numbers drawn in one call (network batch = batch); ``single`` is the same run one step at a
+time.
 """
 
 from __future__ import annotations
@@ -23,10 +26,17 @@ import torch
 
 from benchmarks._common import DemoModel
 from service.samplers.base import GanPair
+from service.samplers.block import block_width
 from service.samplers.rng import Streams
 
 GRAD_SAMPLERS = frozenset({"rep", "ddls"})
 SEED = 1234
+
+BLOCK_SAMPLERS = ("mh", "drs", "sir", "rep", "ddls")
+"""Samplers that run several steps per driver iteration (``service.samplers.block``); ``single`` times them one step
+at a time."""
+WIDE_SAMPLERS = ("mh", "drs", "sir")
+"""Those that score a whole block's proposals in one network call (batch x width rows)."""
 
 REFERENCE_BATCH = 64
 """The published MH-GAN code scores each chain's candidates in batches of 64 (10 batches = 640 candidates)."""
@@ -42,6 +52,8 @@ class Work:
                       samples/s = batch * fraction / seconds (1.0 for a full run; evals / evals-per-output for a
                       chain timed shorter than its default length).
     evals_per_output: evals one output costs at the default length (K + 1, N, 1, or DRS's mean tries).
+    single, width:    for samplers with proposal blocks (mh, drs, sir), the same run with one step per network
+                      call, and the block width of the timed run (its network batch is batch x width).
     """
 
     sampler: Callable[[], object]
@@ -50,6 +62,8 @@ class Work:
     sampler_fraction: float
     ceiling_fraction: float
     evals_per_output: float
+    single: Callable[[], object] | None = None  # the same run one step per network call (block samplers)
+    width: int = 1  # steps per network call of the block run (1 for samplers without proposal blocks)
 
 
 def ceiling_fn(pair: GanPair, batch: int, evals: int, grad: bool, device: torch.device) -> Callable[[], None]:
@@ -75,9 +89,12 @@ class Samplers:
     """Builds sampler objects once per (model, sampler) — DRS estimates its max logit on a pilot batch when it is
     built, as a served model does once per pool — with the model's manifest defaults (steps, params, logit_max)."""
 
-    def __init__(self, drs_tries: int | None = None) -> None:
+    def __init__(self, drs_tries: int | None = None, block_proposals: int | None = None) -> None:
+        from service.samplers.block import BLOCK_PROPOSALS
+
         self._algos: dict[tuple[str, str], Any] = {}
         self.drs_tries = drs_tries  # overrides DRS's max tries per output (quick runs)
+        self.block_proposals = BLOCK_PROPOSALS if block_proposals is None else block_proposals
 
     def algo(self, model: DemoModel, sampler: str) -> Any:
         from service.samplers import SAMPLERS
@@ -101,16 +118,18 @@ class Samplers:
         values = {k: torch.tensor(float(v)) for k, v in model.sampler_defaults.get(sampler, {}).items() if k in names}
         return algo.make_params(values, batch, device)
 
-    def run_fn(self, model: DemoModel, sampler: str, batch: int, n_steps: int, device: torch.device
-               ) -> Callable[[], Any]:
-        """One request's worth of work through the in-process driver: params, streams and ``run_chains``."""
+    def run_fn(self, model: DemoModel, sampler: str, batch: int, n_steps: int, device: torch.device,
+               block_proposals: int | None = None) -> Callable[[], Any]:
+        """One request's worth of work through the in-process driver: params, streams and ``run_chains`` (with
+        proposal blocks of ``block_proposals`` rows, default ``self.block_proposals``; 1: one step per call)."""
         from service.samplers.driver import run_chains
 
         algo = self.algo(model, sampler)
+        blocks = self.block_proposals if block_proposals is None else block_proposals
 
         def run() -> Any:
             params = self.params(model, sampler, batch, device)
-            return run_chains(algo, Streams.for_request(SEED, batch, device), params, n_steps)
+            return run_chains(algo, Streams.for_request(SEED, batch, device), params, n_steps, block_proposals=blocks)
 
         return run
 
@@ -131,19 +150,33 @@ def build(samplers: Samplers, model: DemoModel, sampler: str, batch: int, evals:
     """The sampler and its ceiling, both doing ``evals`` network evaluations per chain (DRS: see module doc)."""
     grad = sampler in GRAD_SAMPLERS
     k = samplers.default_steps(model, sampler)
+    blocks = sampler in BLOCK_SAMPLERS and samplers.block_proposals > 1
     if sampler == "drs":
         run = samplers.run_fn(model, sampler, batch, k, device)
         tries = float(run().extras["tries"].float().mean())
         ceil_evals = max(1, round(tries))
+        single = samplers.run_fn(model, sampler, batch, k, device, block_proposals=1) if blocks else None
+        width = min(block_width(batch, sample_bytes(model.pair), samplers.block_proposals), k) if blocks else 1
         return Work(run, ceiling_fn(model.pair, batch, ceil_evals, grad, device), ceil_evals, 1.0,
-                    ceil_evals / tries, tries)
+                    ceil_evals / tries, tries, single, width)
     if sampler == "raw":
         evals = 1
     per_output = evals_per_output(sampler, k)
     evals = min(evals, per_output)
     frac = evals / per_output
-    return Work(samplers.run_fn(model, sampler, batch, n_steps_for(sampler, evals), device),
-                ceiling_fn(model.pair, batch, evals, grad, device), evals, frac, frac, per_output)
+    n_steps = n_steps_for(sampler, evals)
+    single = samplers.run_fn(model, sampler, batch, n_steps, device, block_proposals=1) if blocks else None
+    wide = blocks and sampler in WIDE_SAMPLERS
+    width = min(block_width(batch, sample_bytes(model.pair), samplers.block_proposals), n_steps) if wide else 1
+    return Work(samplers.run_fn(model, sampler, batch, n_steps, device),
+                ceiling_fn(model.pair, batch, evals, grad, device), evals, frac, frac, per_output, single, max(1, width))
+
+
+def sample_bytes(pair: GanPair) -> int:
+    """Bytes of one generated sample (sizes proposal blocks as the driver does)."""
+    with torch.no_grad():
+        x = pair.generator(torch.zeros(1, *pair.latent_shape))
+    return int(x.numel() * x.element_size())
 
 
 def reference_mh_fn(pair: GanPair, k: int, device: torch.device) -> Callable[[], int]:
