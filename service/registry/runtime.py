@@ -32,6 +32,7 @@ import statistics
 import time
 import types
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -154,7 +155,7 @@ def _timed(fn: Callable[[], object], reps: int, device: str) -> float:
 
 
 def _channels_last(
-    m: Manifest, path: Any, g: Network, d: Network, g_fn: Fn, d_fn: Fn, device: str
+    m: Manifest, path: Path, g: Network, d: Network, g_fn: Fn, d_fn: Fn, device: str
 ) -> tuple[Fn, Fn, list[str], dict[str, Any]]:
     """Apply (``channels_last``), decide (``auto``) or skip (``contiguous``) the memory format."""
     setting = m.runtime.memory_format
@@ -340,7 +341,7 @@ def _compile(
 
 
 def apply_runtime(
-    m: Manifest, path: Any, g: Network, d: Network, raw_logit: Fn, device: str, differentiable: bool
+    m: Manifest, path: Path, g: Network, d: Network, raw_logit: Fn, device: str, differentiable: bool
 ) -> Runtime:
     """Apply ``m.runtime`` to G (``g.fn``) and D's raw logit function.
 
