@@ -7,6 +7,7 @@ Models: the 16x16 conv demo ``models/digits-dcgan`` (copied to tmp_path with a `
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,28 @@ class FlatD(nn.Module):
         return self.lin(torch.relu(self.conv(x)).flatten(1)).squeeze(1)
 
 
+class LinearG(nn.Module):
+    """z (B, 4, 1, 1) -> x (B, 3, 8, 8) in [-1, 1] without conv layers (an image model with 2-D weights only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3 * 8 * 8)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.tanh(self.lin(z.flatten(1))).reshape(-1, 3, 8, 8)
+
+
+class MlpD(nn.Module):
+    """An MLP D: x (B, 3, 8, 8) -> (B,) logit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3 * 8 * 8, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lin(x.flatten(1)).squeeze(1)
+
+
 class ViewD(FlatD):
     """As FlatD, but flattens with ``.view``, which fails on channels_last activations."""
 
@@ -70,8 +93,8 @@ def _digits(root: Path, runtime: dict[str, Any] | None) -> Path:
     return vdir
 
 
-def _tiny_conv(root: Path, runtime: dict[str, Any], d_class: str) -> Path:
-    """A tiny conv model ``tiny@1`` (TinyConvG and ``d_class``) without holdout."""
+def _tiny_conv(root: Path, runtime: dict[str, Any], d_class: str, g_class: str = "TinyConvG") -> Path:
+    """A tiny image model ``tiny@1`` (``g_class`` and ``d_class`` of this module) without holdout."""
     torch.manual_seed(0)
     vdir = root / "tiny" / "1"
     vdir.mkdir(parents=True)
@@ -80,7 +103,8 @@ def _tiny_conv(root: Path, runtime: dict[str, Any], d_class: str) -> Path:
         "version": 1,
         "latent": {"shape": [4, 1, 1]},
         "output": {"kind": "image", "shape": [3, 8, 8], "range": [-1.0, 1.0]},
-        "generator": save_network(TinyConvG(), f"{ARCH}:TinyConvG", {}, "safetensors", vdir / "g.safetensors", ()),
+        "generator": save_network(globals()[g_class](), f"{ARCH}:{g_class}", {}, "safetensors", vdir / "g.safetensors",
+                                  ()),
         "discriminator": save_network(globals()[d_class](), f"{ARCH}:{d_class}", {}, "safetensors",
                                       vdir / "d.safetensors", ()),
         "runtime": runtime,
@@ -132,7 +156,8 @@ def test_runtime_defaults_to_auto_without_compile(tmp_path: Path) -> None:
     model = load_version(make_version(tmp_path))
     assert model.manifest.runtime.memory_format == "auto" and model.manifest.runtime.compile is False
     assert model.runtime["memory_format"] == "contiguous" and model.runtime["compile"] is False
-    assert "layout_ms" not in model.runtime  # an MLP is never timed
+    assert model.runtime["memory_format_reason"] == "output is not an image (C, H, W)"
+    assert "max_abs_logit_diff_channels_last" not in model.runtime  # an MLP is not even probed
     assert not any("memory_format" in n for n in model.notes)
 
 
@@ -197,29 +222,69 @@ def test_channels_last_gives_the_contiguous_results(tmp_path: Path) -> None:
     assert cl.supports("rep") == (True, None)
 
 
-@pytest.mark.parametrize(("margin", "kept"), [(-1.0, "channels_last"), (100.0, "contiguous")])
-def test_auto_keeps_channels_last_only_when_it_is_faster_by_the_margin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, margin: float, kept: str
-) -> None:
-    monkeypatch.setattr(rt, "AUTO_MARGIN", margin)
+def test_auto_gives_a_conv_image_model_channels_last_without_timing_it(tmp_path: Path) -> None:
     ref = load_version(_digits(tmp_path / "a", {"memory_format": "contiguous"}))
     auto = load_version(_digits(tmp_path / "b", None))
     info = auto.runtime
-    assert info["memory_format_setting"] == "auto" and info["memory_format"] == kept
-    assert set(info["layout_ms"]) == {"contiguous", "channels_last"} and all(t > 0 for t in info["layout_ms"].values())
-    assert info["layout_speedup"] > 0 and info["max_abs_logit_diff_channels_last"] < LOGIT_TOL
-    assert any(n.startswith(f"memory_format auto: {kept} kept") for n in auto.notes), auto.notes
-    assert all(_is_channels_last(w) == (kept == "channels_last") for w in _conv_weights(auto))
+    assert info["memory_format_setting"] == "auto" and info["memory_format"] == "channels_last"
+    assert "conv weights (G and D)" in info["memory_format_reason"]
+    assert 0 <= info["max_abs_logit_diff_channels_last"] < LOGIT_TOL
+    assert not any(k.startswith("layout_") for k in info)  # nothing was timed
+    assert [n for n in auto.notes if n.startswith("memory_format")] == [
+        f"memory_format auto: channels_last (conv weights in G and D; max |Δ logit| "
+        f"{info['max_abs_logit_diff_channels_last']:.1e} vs contiguous)"
+    ]
+    assert all(_is_channels_last(w) for w in _conv_weights(auto))
+    assert ref.runtime["memory_format_reason"].startswith("pinned") and all(w.is_contiguous() for w in _conv_weights(ref))
     _assert_same(ref, auto)
+
+
+def test_auto_does_not_depend_on_the_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock under which every timed interval reads about 1000 s (so no layout could look faster) changes nothing."""
+    real = time.perf_counter
+    ticks = iter(range(10**9))
+
+    def skewed() -> float:
+        return real() + 1000.0 * next(ticks)
+
+    monkeypatch.setattr(time, "perf_counter", skewed)
+    auto = load_version(_digits(tmp_path, None))
+    assert auto.runtime["memory_format"] == "channels_last"
+
+
+def test_auto_keeps_an_image_model_without_conv_weights_contiguous(tmp_path: Path) -> None:
+    auto = load_version(_tiny_conv(tmp_path, {"memory_format": "auto"}, "MlpD", g_class="LinearG"))
+    assert auto.runtime["memory_format"] == "contiguous" and auto.runtime["memory_format_reason"] == rt.NO_CONV
+    assert "max_abs_logit_diff_channels_last" not in auto.runtime
+    assert not any("memory_format" in n for n in auto.notes)
+
+
+def test_auto_on_a_conv_generator_with_an_mlp_discriminator_relays_g_only(tmp_path: Path) -> None:
+    auto = load_version(_tiny_conv(tmp_path, {"memory_format": "auto"}, "MlpD"))
+    assert auto.runtime["memory_format"] == "channels_last" and "(G)" in auto.runtime["memory_format_reason"]
+    assert all(_is_channels_last(w) for w in _conv_weights(auto))
+
+
+def test_loading_twice_gives_the_same_decision_and_bit_identical_logits(tmp_path: Path) -> None:
+    first = load_version(_digits(tmp_path / "a", None))
+    second = load_version(_digits(tmp_path / "b", None))
+    assert first.runtime == second.runtime and first.notes == second.notes
+    assert first.runtime["memory_format"] == "channels_last"
+    for batch in (1, 16):
+        (xa, la, ga), (xb, lb, gb) = _outputs(first, batch), _outputs(second, batch)
+        assert torch.equal(xa, xb) and torch.equal(la, lb) and torch.equal(ga, gb)
+    assert first.pair.real_logit is not None and second.pair.real_logit is not None
+    assert torch.equal(first.pair.real_logit, second.pair.real_logit)
 
 
 def test_logits_that_change_with_the_layout_keep_contiguous_or_refuse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rt, "LOGIT_ATOL", -1.0)  # any difference is too much
-    monkeypatch.setattr(rt, "AUTO_MARGIN", -1.0)  # timing alone would keep channels_last
     auto = load_version(_digits(tmp_path / "a", {"memory_format": "auto"}))
     assert auto.runtime["memory_format"] == "contiguous" and "changes the logits" in auto.runtime["memory_format_reason"]
+    assert auto.runtime["max_abs_logit_diff_channels_last"] > 0
+    assert any(n.startswith("memory_format auto: contiguous (channels_last changes the logits") for n in auto.notes)
     assert all(w.is_contiguous() for w in _conv_weights(auto))
     with pytest.raises(ManifestError) as err:
         load_version(_digits(tmp_path / "b", {"memory_format": "channels_last"}))
