@@ -36,6 +36,7 @@ keys.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -102,11 +103,20 @@ def _grad(g: Fn, d: Fn, z: Tensor) -> Tensor:
 
 
 def _diff(a: Tensor, b: Tensor) -> float:
-    return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+    """max |a - b| over the entries finite in both; inf when a and b are finite at different entries.
+
+    A generator may give NaN in part of the latent space: those rows must stay non-finite, not make the check pass
+    (NaN compares False with every tolerance) or the JSON record invalid.
+    """
+    fa, fb = torch.isfinite(a), torch.isfinite(b)
+    if not torch.equal(fa, fb):
+        return math.inf
+    return float((a[fa].double() - b[fb].double()).abs().max()) if bool(fa.any()) else 0.0
 
 
 def _allowed(ref: Tensor, atol: float, rtol: float) -> float:
-    return atol + rtol * (float(ref.abs().max()) if ref.numel() else 0.0)
+    finite = ref[torch.isfinite(ref)]
+    return atol + rtol * (float(finite.abs().max()) if finite.numel() else 0.0)
 
 
 def _has_4d_weights(module: nn.Module) -> bool:
@@ -178,10 +188,14 @@ def _channels_last(
             raise ManifestError(path, "runtime.memory_format", f"{why}; use 'contiguous' or 'auto'") from None
         info["memory_format_reason"] = why
         return g_fn, d_fn, [f"memory_format auto: contiguous ({why})"], info
-    info["max_abs_logit_diff_channels_last"] = diff
+    info["max_abs_logit_diff_channels_last"] = diff if math.isfinite(diff) else None  # JSON-safe
     if diff > allowed:
         _set_layout(modules, torch.contiguous_format)
-        why = f"channels_last changes the logits by {diff:.2e} > {allowed:.2e} on {PROBE_BATCH} probe latents"
+        why = (
+            f"channels_last changes the logits by {diff:.2e} > {allowed:.2e} on {PROBE_BATCH} probe latents"
+            if math.isfinite(diff)
+            else f"channels_last changes which logits are finite on {PROBE_BATCH} probe latents"
+        )
         if setting == "channels_last":
             raise ManifestError(path, "runtime.memory_format", f"{why}; use 'contiguous'")
         info["memory_format_reason"] = why

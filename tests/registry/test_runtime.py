@@ -6,6 +6,8 @@ Models: the 16x16 conv demo ``models/digits-dcgan`` (copied to tmp_path with a `
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -49,6 +51,14 @@ class FlatD(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.lin(torch.relu(self.conv(x)).flatten(1)).squeeze(1)
+
+
+class NanConvG(TinyConvG):
+    """TinyConvG giving NaN images for latents with z[0] > 1 (a generator that blows up in part of the space)."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = self.net(z)
+        return torch.where(z[:, :1] > 1.0, torch.full_like(x, float("nan")), x)
 
 
 class LinearG(nn.Module):
@@ -263,6 +273,17 @@ def test_auto_on_a_conv_generator_with_an_mlp_discriminator_relays_g_only(tmp_pa
     auto = load_version(_tiny_conv(tmp_path, {"memory_format": "auto"}, "MlpD"))
     assert auto.runtime["memory_format"] == "channels_last" and "(G)" in auto.runtime["memory_format_reason"]
     assert all(_is_channels_last(w) for w in _conv_weights(auto))
+
+
+def test_nan_rows_neither_pass_nor_break_the_probe_check(tmp_path: Path) -> None:
+    """NaN logits compare False with any tolerance: the check is over finite rows, and the record stays JSON."""
+    auto = load_version(_tiny_conv(tmp_path, {"memory_format": "auto"}, "FlatD", g_class="NanConvG"))
+    info = auto.runtime
+    assert info["memory_format"] == "channels_last" and 0 <= info["max_abs_logit_diff_channels_last"] < LOGIT_TOL
+    json.dumps(info, allow_nan=False)
+    assert rt._diff(torch.tensor([1.0, float("nan")]), torch.tensor([1.5, float("nan")])) == 0.5
+    assert rt._diff(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0])) == math.inf
+    assert rt._allowed(torch.tensor([1.0, float("nan")]), 0.0, 1.0) == 1.0
 
 
 def test_loading_twice_gives_the_same_decision_and_bit_identical_logits(tmp_path: Path) -> None:
