@@ -1,4 +1,5 @@
-"""ModelInfo (docs/api.md "Models") for a registry entry: manifest, state, calibration and sampler support."""
+"""ModelInfo (docs/api.md "Models") for a registry entry: manifest, state, calibration, sampler support and, for a
+loaded version, how it runs (``runtime``, ``notes``)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def model_info(hub: ModelHub, e: ModelEntry) -> ModelInfo:
         info.calibration = {"method": "identity"}
     if model is not None:
         info.samplers = {name: _support(hub, model, name) for name in hub.samplers}
+        info.runtime = dict(model.runtime)
+        info.notes = list(model.notes)
     return info
 
 

@@ -192,6 +192,17 @@ class ModelInfo(BaseModel):
     discriminator_output: str | None = None
     calibration: dict[str, Any] | None = None
     samplers: dict[str, SamplerSupport] = Field(default_factory=dict)
+    runtime: dict[str, Any] | None = Field(
+        default=None,
+        description="how a loaded version runs ([runtime] of model.toml, as decided at load): memory_format_setting, "
+        "memory_format, memory_format_reason, max_abs_logit_diff_channels_last, compile_setting, compile, ...; "
+        "null when not loaded",
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="how the loaded networks were adapted (memory format, torch.compile, sigmoid head removed); "
+        "[] when not loaded",
+    )
 
 
 class ModelList(BaseModel):
