@@ -38,8 +38,12 @@ BLOCK_PROPOSALS = 4096
 """Default most proposal rows (chains × block width) one block evaluates: large enough that the per-step fixed cost
 is amortised over thousands of rows, small enough that one block stays short (continuous batching admits new
 chains between blocks)."""
-BLOCK_BYTES = 64 * 2**20
-"""Default most bytes of generated samples (x) one block holds: bounds the block's memory on large images."""
+BLOCK_BYTES = 2**20
+"""Most bytes of generated samples (x) one block's network call produces. Larger samples come from larger networks,
+whose per-row cost already dwarfs the per-step overhead a block saves, while a wider call costs them cache misses:
+on the project's CPU, blocks of 4096 rows paid 1.7–3x on the 2-D MLP (8 B per sample) at 256–1024 chains but
+lost 0.8x on the 16x16 digits DCGAN (1 KiB per sample) at 1024 chains (``benchmarks/speed_results.md``). With this
+cap the digits model runs blocks of 4 steps at 256 chains and none at 1024; a 64x64 RGB model none from 86 chains."""
 
 
 class Candidates(NamedTuple):
