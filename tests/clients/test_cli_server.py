@@ -272,7 +272,8 @@ def test_sdk_follows_a_live_event_stream(toy_server: str) -> None:
     from gansampler import AsyncClient, Client
 
     with Client(toy_server, max_retries=0) as client:
-        job = client.jobs.create("gauss", sampler="mh", n=4, steps=1000, seed=1)
+        # long enough to span several progress intervals even at 4096 chain-steps per engine step
+        job = client.jobs.create("gauss", sampler="mh", n=64, steps=20_000, seed=1)
         seen = list(job.events())
     assert seen[-1].state == "succeeded" and seen[-1].progress == 1.0
     progress = [s.progress for s in seen]
