@@ -149,23 +149,23 @@ def pick(sel: Tensor, block: Tensor, current: Tensor) -> Tensor:
     return rows_where(sel >= 0, chosen, current)
 
 
-SCAN_ELEMENTS = 8192
-"""Most elements of the (B, chunk, chunk) next-accept table :func:`mh_scan` builds per chunk of steps on a CPU, with
-chunks of ``SCAN_MAX_CHUNK``: one or two chains. Measured on the project's CPU box (``benchmarks/speed_findings.md``):
-beyond that a loop over the steps in numpy, on (B,) arrays, costs less than the table's broadcasting kernels."""
-SCAN_ELEMENTS_ACCELERATOR = 2**24
-"""The same on a GPU, where a kernel launch costs more than a table of millions of elements: the loop's W rounds
-of launches are what to avoid there. The chunk shrinks by halves down to ``SCAN_MIN_CHUNK`` to fit."""
+SCAN_ELEMENTS = 2**24
+"""On a GPU, most elements of the (B, chunk, chunk) next-accept table :func:`mh_scan` builds per chunk of steps:
+the chunk is the largest power of two from ``SCAN_MAX_CHUNK`` down to ``SCAN_MIN_CHUNK`` that fits, else the step
+loop runs. A kernel launch costs more there than a table of millions of elements, so the loop's W rounds of
+launches are what to avoid."""
 SCAN_MAX_CHUNK = 64
 SCAN_MIN_CHUNK = 8
+PYTHON_LOOP_ROWS = 4
+"""On a CPU, blocks of up to this many chains decide their accepts in a plain Python loop over float32 scalars
+(about 1 µs a step); more chains loop over the steps in numpy on (B,) arrays. Both beat the next-accept table on
+the project's CPU box (``benchmarks/speed_findings.md``)."""
 
 
-def scan_chunk(rows: int, device: torch.device | str = "cpu") -> int:
-    """Steps per chunk of :func:`mh_scan` for ``rows`` chains on ``device`` (0: use the step loop)."""
-    if torch.device(device).type == "cpu":
-        return SCAN_MAX_CHUNK if rows * SCAN_MAX_CHUNK * SCAN_MAX_CHUNK <= SCAN_ELEMENTS else 0
+def scan_chunk(rows: int) -> int:
+    """Steps per chunk of the next-accept table for ``rows`` chains on a GPU (0: use the step loop)."""
     chunk = SCAN_MAX_CHUNK
-    while chunk >= SCAN_MIN_CHUNK and rows * chunk * chunk > SCAN_ELEMENTS_ACCELERATOR:
+    while chunk >= SCAN_MIN_CHUNK and rows * chunk * chunk > SCAN_ELEMENTS:
         chunk //= 2
     return chunk if chunk >= SCAN_MIN_CHUNK else 0
 
@@ -180,26 +180,41 @@ def _log_alpha(l_k: Tensor, current: Tensor, current_ok: Tensor, proposal_ok: Te
 
 
 def mh_scan(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_ok: Tensor) -> tuple[Tensor, Tensor]:
-    """The accept decisions of W independence-MH steps, without a loop over steps.
+    """The accept decisions of W independence-MH steps, decided after the block's one network call.
 
     logit (B, W) proposal logits; ok (B, W) proposal finite and the step runs; log_u (B, W) log accept uniforms;
     current (B,) logit of the state before the block; current_ok (B,) it is finite. Returns (accepted (B, W) bool,
-    log_alpha (B, W)), the very decisions and log alphas of W sequential :func:`accept_test` calls.
+    log_alpha (B, W)): the very decisions and log alphas of W sequential :func:`accept_test` calls, whichever way
+    they are computed:
+
+    - CPU: a loop over the steps in Python scalars (a few chains) or in numpy over (B,) arrays. float32
+      subtraction and comparison give the same bits in numpy, and in float64 rounded back to float32.
+    - GPU: :func:`_mh_table`, no loop over steps; a loop of (B,) kernels when even the smallest table is too big.
+    """
+    b = logit.shape[0]
+    if logit.device.type == "cpu" and logit.dtype == current.dtype:
+        if b <= PYTHON_LOOP_ROWS and logit.dtype == torch.float32:
+            return _mh_loop_python(logit, ok, log_u, current, current_ok)
+        return _mh_loop_numpy(logit, ok, log_u, current, current_ok)
+    chunk = scan_chunk(b)
+    if chunk == 0:
+        return _mh_loop_torch(logit, ok, log_u, current, current_ok)
+    return _mh_table(logit, ok, log_u, current, current_ok, chunk)
+
+
+def _mh_table(
+    logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_ok: Tensor, chunk: int
+) -> tuple[Tensor, Tensor]:
+    """:func:`mh_scan` without a loop over steps, ``chunk`` steps at a time.
 
     After accepting proposal j the state's logit is exactly ``logit[j]``, so every decision depends only on which
     proposal was accepted last. ``nxt[j]`` = the first step k > j that accepts when the state is proposal j (one
-    (W, W) comparison); the accepted steps are the path first → nxt[first] → ..., and whether step k lies on it
-    is found by binary lifting over powers of ``nxt`` (O(log W) gathers). Chunks of :func:`scan_chunk` steps bound
-    the (B, chunk, chunk) table; with many rows the chunk would be tiny and a loop over steps of (B,) kernels runs
-    instead (same decisions).
+    (chunk, chunk) comparison per row); the accepted steps are the path first → nxt[first] → ..., and whether step
+    k lies on it is found by binary lifting over powers of ``nxt`` (O(log chunk) gathers).
     """
-    b, w = logit.shape
-    chunk = scan_chunk(b, logit.device)
-    if chunk == 0:
-        return _mh_loop(logit, ok, log_u, current, current_ok)
     acc_parts, la_parts = [], []
     cur, cur_ok = current, current_ok
-    for start in range(0, w, chunk):
+    for start in range(0, logit.shape[1], chunk):
         lg, okc, lu = logit[:, start:start + chunk], ok[:, start:start + chunk], log_u[:, start:start + chunk]
         acc, la = _mh_chunk(lg, okc, lu, cur, cur_ok)
         acc_parts.append(acc)
@@ -209,14 +224,6 @@ def mh_scan(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_o
         cur = torch.where(took, lg.gather(1, last.clamp(min=0)[:, None])[:, 0], cur)
         cur_ok = cur_ok | took
     return torch.cat(acc_parts, 1), torch.cat(la_parts, 1)
-
-
-def _mh_loop(logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_ok: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`mh_scan` one step at a time. On a CPU the loop runs in numpy over the same memory (a numpy call
-    costs a fraction of a torch op's dispatch, and float32 subtraction and comparison give the same bits)."""
-    if logit.device.type == "cpu" and logit.dtype == current.dtype:
-        return _mh_loop_numpy(logit, ok, log_u, current, current_ok)
-    return _mh_loop_torch(logit, ok, log_u, current, current_ok)
 
 
 def _mh_loop_torch(
@@ -252,6 +259,37 @@ def _mh_loop_numpy(
             np.copyto(cur, lg[j], where=acc[j])
             cur_ok |= acc[j]
     return torch.from_numpy(acc.T.copy()), torch.from_numpy(la.T.copy())
+
+
+def _mh_loop_python(
+    logit: Tensor, ok: Tensor, log_u: Tensor, current: Tensor, current_ok: Tensor
+) -> tuple[Tensor, Tensor]:
+    """float32 only: a difference of two float32 values computed in float64 and rounded to float32 is the float32
+    difference (float64 has more than 2 · 24 + 2 bits), and float32 values compare exactly as Python floats."""
+    f32 = np.float32
+    inf = math.inf
+    acc_rows, la_rows = [], []
+    for lg, okr, lu, cur, cur_ok in zip(
+        logit.tolist(), ok.tolist(), log_u.to(logit.dtype).tolist(), current.tolist(), current_ok.tolist(), strict=True
+    ):
+        accs, las = [], []
+        for lj, oj, uj in zip(lg, okr, lu, strict=True):
+            if not oj:
+                a = -inf
+            elif not cur_ok:
+                a = inf
+            else:
+                a = float(f32(lj - cur))
+                if a != a:  # NaN
+                    a = -inf
+            take = uj < a
+            if take:
+                cur, cur_ok = lj, True
+            accs.append(take)
+            las.append(a)
+        acc_rows.append(accs)
+        la_rows.append(las)
+    return torch.tensor(acc_rows, dtype=torch.bool), torch.tensor(la_rows, dtype=logit.dtype)
 
 
 def _last_true(mask: Tensor) -> Tensor:

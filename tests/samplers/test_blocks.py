@@ -11,7 +11,17 @@ from torch import Tensor
 
 from service.samplers import SAMPLERS
 from service.samplers.base import GanPair, logaddexp
-from service.samplers.block import BLOCK_BYTES, SCAN_MAX_CHUNK, _mh_loop_torch, block_width, mh_scan, scan_chunk
+from service.samplers.block import (
+    BLOCK_BYTES,
+    SCAN_MAX_CHUNK,
+    _mh_loop_numpy,
+    _mh_loop_python,
+    _mh_loop_torch,
+    _mh_table,
+    block_width,
+    mh_scan,
+    scan_chunk,
+)
 from service.samplers.driver import ChainRun, run_chains
 from service.samplers.kernel import accept_test
 from service.samplers.rng import Streams
@@ -167,8 +177,8 @@ def test_sir_sums_do_not_depend_on_the_rows_beside_a_chain(block_proposals: int)
 
 @pytest.mark.parametrize(("rows", "width"), [(1, 300), (3, 130), (40, 17), (300, 9), (2000, 5)])
 def test_mh_scan_makes_the_decisions_of_sequential_accept_tests(rows: int, width: int) -> None:
-    """Both ways mh_scan decides (next-accept table for one or two rows, a numpy step loop for more) against
-    sequential accept_test calls."""
+    """Every way mh_scan decides (Python, numpy and torch step loops, next-accept tables) against sequential
+    accept_test calls."""
     g = torch.Generator().manual_seed(rows)
     logit = torch.randn(rows, width, generator=g) * 2
     logit[torch.rand(rows, width, generator=g) < 0.05] = float("nan")
@@ -187,17 +197,18 @@ def test_mh_scan_makes_the_decisions_of_sequential_accept_tests(rows: int, width
         cur = torch.where(test.accept, logit[:, j], cur)
         cur_ok = cur_ok | test.accept
     args = (logit, ok, torch.log(u), current, torch.isfinite(current))
-    for acc, la in (mh_scan(*args), _mh_loop_torch(*args)):  # the torch loop is the GPU's path for many rows
+    every_way = [mh_scan(*args), _mh_loop_torch(*args), _mh_loop_numpy(*args), _mh_loop_python(*args),
+                 _mh_table(*args, 64), _mh_table(*args, 8)]  # CPU paths, and the GPU's (torch loop, tables)
+    for acc, la in every_way:
         assert torch.equal(acc, torch.stack(accs, 1))
         assert torch.equal(la, torch.stack(las, 1))
     assert bool(acc.any()) and not bool(acc.all())
 
 
 def test_scan_chunk_shrinks_with_rows_and_falls_back_to_the_loop() -> None:
-    assert scan_chunk(1) == SCAN_MAX_CHUNK
-    assert scan_chunk(3) == 0  # a CPU loops over steps in numpy beyond two chains
-    assert scan_chunk(4096, "cuda:0") == SCAN_MAX_CHUNK  # a GPU builds large tables rather than loop over steps
-    assert scan_chunk(10**6, "cuda:0") == 0
+    assert scan_chunk(4096) == SCAN_MAX_CHUNK  # a GPU builds large tables rather than loop over steps
+    assert scan_chunk(2**18) == 8
+    assert scan_chunk(10**6) == 0
 
 
 @pytest.mark.cuda
