@@ -98,6 +98,20 @@ has already accepted). Until a try has been made, blocks are ``EARLY_STOP_FIRST`
 EARLY_STOP_FIRST = 8
 
 
+def sum_in_order(start: Tensor, values: Tensor) -> Tensor:
+    """start (B,) + values[:, 0] + values[:, 1] + ..., added left to right in ``start``'s dtype: the very sum W
+    single steps accumulate, whatever the block width. On a CPU numpy's ``add.accumulate`` does it in one call
+    (sequential IEEE adds, as torch's); elsewhere one add per column."""
+    values = values.to(start.dtype)
+    if start.device.type == "cpu":
+        table = np.concatenate([start.detach().numpy()[:, None], values.detach().numpy()], axis=1)
+        return torch.from_numpy(np.add.accumulate(table, axis=1)[:, -1].copy())
+    total = start
+    for j in range(values.shape[1]):
+        total = total + values[:, j]
+    return total
+
+
 def early_stop_width(width: int, acceptance_sum: Tensor, proposals: Tensor) -> int:
     """``width`` capped for rows that stop at their first acceptance, from the mean acceptance probability of the
     tries so far (acceptance_sum and proposals (B,), as in the driver's ChainStats)."""

@@ -17,7 +17,15 @@ import torch
 from torch import Tensor
 
 from service.samplers.base import tree_scatter, tree_select, tree_where
-from service.samplers.block import BLOCK_BYTES, BLOCK_PROPOSALS, BlockInfo, block_width, early_stop_width, step_mask
+from service.samplers.block import (
+    BLOCK_BYTES,
+    BLOCK_PROPOSALS,
+    BlockInfo,
+    block_width,
+    early_stop_width,
+    step_mask,
+    sum_in_order,
+)
 from service.samplers.energy import energy
 from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
@@ -112,9 +120,7 @@ def update_stats(stats: ChainStats, info: Any, active: Tensor) -> ChainStats:
 def update_stats_block(stats: ChainStats, info: BlockInfo) -> ChainStats:
     """Fold one block's per-row sums into the statistics (rows that ran no step are unchanged)."""
     ran = info.steps > 0
-    acceptance_sum = stats.acceptance_sum
-    for j in range(int(info.rates.shape[1])):  # in step order, as update_stats adds them (0 where not run)
-        acceptance_sum = acceptance_sum + info.rates[:, j]
+    acceptance_sum = sum_in_order(stats.acceptance_sum, info.rates)  # as update_stats adds them (0: not run)
     return ChainStats(
         accepted=stats.accepted + info.accepted,
         proposals=stats.proposals + info.steps,

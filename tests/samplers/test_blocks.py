@@ -21,6 +21,7 @@ from service.samplers.block import (
     block_width,
     mh_scan,
     scan_chunk,
+    sum_in_order,
 )
 from service.samplers.driver import ChainRun, run_chains
 from service.samplers.kernel import accept_test
@@ -234,3 +235,13 @@ def test_drs_blocks_shrink_to_the_tries_rows_need() -> None:
     assert bool(run.extras["accepted"].all())
     tries = int(run.extras["tries"].sum())
     assert sum(g.calls) <= 3 * tries, (sum(g.calls), tries)
+
+
+def test_sum_in_order_adds_left_to_right_as_single_steps_do() -> None:
+    g = torch.Generator().manual_seed(0)
+    start, values = torch.rand(50, generator=g) * 100, torch.rand(50, 300, generator=g)
+    total = start.clone()
+    for j in range(300):
+        total = total + values[:, j]
+    assert torch.equal(sum_in_order(start, values), total)
+    assert not torch.equal(start + values.sum(1), total)  # a reduction's order gives other bits: the test can fail
