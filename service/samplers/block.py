@@ -309,7 +309,9 @@ def _mh_loop_python(
 def _last_true(mask: Tensor) -> Tensor:
     """(B,) index of the last True per row, -1 when none."""
     idx = torch.arange(mask.shape[1], device=mask.device)
-    return torch.where(mask, idx, -1).max(1).values if mask.shape[1] else torch.full(mask.shape[:1], -1)
+    if not mask.shape[1]:
+        return torch.full(mask.shape[:1], -1, dtype=torch.int64, device=mask.device)
+    return torch.where(mask, idx, -1).max(1).values
 
 
 def _first_true(mask: Tensor, none: int) -> Tensor:
