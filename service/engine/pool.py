@@ -20,7 +20,7 @@ from torch import Tensor
 from service.engine.stats import ChainsFinished
 from service.engine.ticket import PoolKey, Priority, Ticket
 from service.samplers.base import SamplingAlgorithm, tree_cat, tree_select
-from service.samplers.block import BLOCK_BYTES, BLOCK_PROPOSALS, block_width, early_stop_width
+from service.samplers.block import BLOCK_PROPOSALS, block_bytes, block_width, early_stop_width
 from service.samplers.driver import init_stats, sample_bytes, update_stats, update_stats_block
 from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
@@ -93,7 +93,7 @@ class ChainPool:
     """The rows of one pool key. Samplers with blocks (all but raw: ``algo.supports_blocks()``) advance each row up
     to W steps per :meth:`step`, with W chosen so that rows × W stays within ``block_proposals``, ``max_step_rows``
     (the device's memory budget for one network call: mh, drs and sir score the whole block's proposals in one
-    call) and ``BLOCK_BYTES`` of samples. Pools with a ticket that records traces step one at a time (traces are
+    call) and :func:`~service.samplers.block.block_bytes` of samples. Pools with a ticket that records traces step one at a time (traces are
     per step)."""
 
     def __init__(self, key: PoolKey, algo: SamplingAlgorithm, block_proposals: int = BLOCK_PROPOSALS) -> None:
@@ -144,7 +144,7 @@ class ChainPool:
         if any(tk.traces is not None for tk in self.tickets.values()):
             return 1
         budget = min(self.block_proposals, self.max_step_rows)
-        return block_width(self.rows, self._sample_bytes, budget, BLOCK_BYTES)
+        return block_width(self.rows, self._sample_bytes, budget, block_bytes(self.device))
 
     def step(self) -> StepCounts:
         """One ``algo.step`` (or one proposal block) over every row; updates stats, t, per-ticket progress and

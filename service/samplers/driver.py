@@ -18,9 +18,9 @@ from torch import Tensor
 
 from service.samplers.base import tree_scatter, tree_select, tree_where
 from service.samplers.block import (
-    BLOCK_BYTES,
     BLOCK_PROPOSALS,
     BlockInfo,
+    block_bytes,
     block_width,
     early_stop_width,
     step_mask,
@@ -240,7 +240,7 @@ def _run_blocks(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor,
         n_running = int(running.sum())
         if n_running == 0:
             break
-        width = min(block_width(n_running, x_bytes, block_proposals, BLOCK_BYTES), int(left.max()))
+        width = min(block_width(n_running, x_bytes, block_proposals, block_bytes(device)), int(left.max()))
         if algo.stops_early:
             width = early_stop_width(width, stats.acceptance_sum, stats.proposals)
         if n_running < COMPACT_BELOW * b:

@@ -18,6 +18,7 @@ from service.samplers.block import (
     _mh_loop_python,
     _mh_loop_torch,
     _mh_table,
+    block_bytes,
     block_width,
     mh_scan,
     scan_chunk,
@@ -133,6 +134,7 @@ def test_block_width_fills_the_proposal_budget_within_the_byte_budget() -> None:
     big = BLOCK_BYTES // 100  # a sample so large that only 100 fit
     assert block_width(10, big, proposals=4096) == 10
     assert block_width(1000, big, proposals=4096) == 1
+    assert block_bytes("cpu") == BLOCK_BYTES and block_bytes("cuda:1") > BLOCK_BYTES  # wider calls fill a GPU
 
 
 class _Counting:
