@@ -118,7 +118,8 @@ async def test_overload_is_429_with_retry_after(toy_models: Path, tmp_path: Path
 
 async def test_deadline_is_504_and_drops_the_chains(toy_models: Path, tmp_path: Path) -> None:
     async with serve(toy_models, tmp_path) as (client, services):
-        r = await client.post("/v1/samples/mh", json={"model": "gauss", "n": 2, "steps": 10_000, "timeout_s": 0.1})
+        # 2M chain-steps (the request limit): far longer than 0.1 s even at a block of 4096 chain-steps per step
+        r = await client.post("/v1/samples/mh", json={"model": "gauss", "n": 200, "steps": 10_000, "timeout_s": 0.1})
         assert r.status_code == 504
         assert r.json()["error"] == {"type": "timeout", "param": "timeout_s",
                                      "message": "request did not finish within timeout_s=0.1 (queue time included)"}
