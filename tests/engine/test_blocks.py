@@ -79,3 +79,12 @@ def test_block_step_counts_every_chain_step_and_each_tickets_progress() -> None:
     assert pool.batch is not None and torch.equal(pool.batch.t, torch.full((3,), 4))
     pool.max_step_rows = 3  # a device budget of 3 rows per call: one step per row
     assert pool.width() == 1
+
+
+def test_the_served_default_block_is_the_samplers_default() -> None:
+    from service.config import DEFAULT_BLOCK_PROPOSALS, Settings
+    from service.engine.engine import EngineConfig
+    from service.samplers.block import BLOCK_PROPOSALS
+
+    assert DEFAULT_BLOCK_PROPOSALS == BLOCK_PROPOSALS
+    assert EngineConfig.from_settings(Settings()).block_proposals == BLOCK_PROPOSALS
