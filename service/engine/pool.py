@@ -144,7 +144,9 @@ class ChainPool:
         if any(tk.traces is not None for tk in self.tickets.values()):
             return 1
         budget = min(self.block_proposals, self.max_step_rows)
-        return block_width(self.rows, self._sample_bytes, budget, block_bytes(self.device))
+        width = block_width(self.rows, self._sample_bytes, budget, block_bytes(self.device))
+        limit = self.algo.block_limit()
+        return width if limit is None else min(width, limit)
 
     def step(self) -> StepCounts:
         """One ``algo.step`` (or one proposal block) over every row; updates stats, t, per-ticket progress and

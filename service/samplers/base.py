@@ -150,6 +150,10 @@ class SamplingAlgorithm(Protocol):
         """(B,) int64 steps each row still runs before ``done``."""
         ...
 
+    def block_limit(self) -> int | None:
+        """Most steps per block, or None."""
+        ...
+
 
 def fill_params(
     cls: type[P],

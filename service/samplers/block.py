@@ -99,6 +99,11 @@ def block_width(rows: int, sample_bytes: int, proposals: int = BLOCK_PROPOSALS, 
     return max(1, budget // max(1, rows))
 
 
+STEP_BLOCK_STEPS = 16
+"""Most steps a block runs for a sampler whose every step needs its own network call (rep, ddls, mh with ``real``
+init): drawing 16 steps' random numbers at once already removes most of their per-call cost, and a longer block
+would only hold up requests waiting to join the pool (each of its steps is a full G + D call)."""
+
 EARLY_STOP_TRIES = 0.5
 """A sampler whose rows stop at their first acceptance (DRS) sizes a block to this many expected acceptances per
 row: at acceptance probability p, ``EARLY_STOP_TRIES / p`` tries (so little of a block is scored after its row

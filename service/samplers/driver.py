@@ -243,6 +243,8 @@ def _run_blocks(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor,
         width = min(block_width(n_running, x_bytes, block_proposals, block_bytes(device)), int(left.max()))
         if algo.stops_early:
             width = early_stop_width(width, stats.acceptance_sum, stats.proposals)
+        limit = algo.block_limit()
+        width = width if limit is None else min(width, limit)
         if n_running < COMPACT_BELOW * b:
             rows = running.nonzero().squeeze(1)
             sub, info = algo.step_block(

@@ -163,6 +163,9 @@ class DrsSampler(SamplerBase):
     def supports_blocks(self) -> bool:
         return True
 
+    def block_limit(self) -> int | None:
+        return None  # one network call per block, however wide
+
     def steps_left(self, state: DrsState, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
         """Tries left after ``init``'s first: none once accepted (the ``done`` rule)."""
         return torch.where(state.accepted, 0, (n_steps - 1 - t).clamp(min=0))

@@ -14,7 +14,15 @@ import torch
 from torch import Tensor
 
 from service.samplers.base import ChainOutput, GanPair, ParamSpec, UnsupportedPairError, fill_params, tree_where
-from service.samplers.block import BlockInfo, Candidates, Prefetched, draw_candidates, repeat_rows, step_mask
+from service.samplers.block import (
+    STEP_BLOCK_STEPS,
+    BlockInfo,
+    Candidates,
+    Prefetched,
+    draw_candidates,
+    repeat_rows,
+    step_mask,
+)
 from service.samplers.options import Options
 from service.samplers.rng import DRAW_INIT, Streams, normal, uniform
 
@@ -121,6 +129,11 @@ class SamplerBase:
     def supports_blocks(self) -> bool:
         """True when :meth:`step_block` runs several steps per call (:mod:`service.samplers.block`)."""
         return True
+
+    def block_limit(self) -> int | None:
+        """Most steps per block (None: only the block budget bounds it). Samplers that override
+        :meth:`step_block` with one network call per block return None."""
+        return STEP_BLOCK_STEPS
 
     def step_block(
         self, state: Any, streams: Streams, params: Any, t: Tensor, steps: Tensor, width: int

@@ -207,6 +207,10 @@ class MhSampler(SamplerBase):
             restarted=state.restarted | r,
         )
 
+    def block_limit(self) -> int | None:
+        """None with ``generator`` init (one network call per block); ``real`` init steps one call per step."""
+        return super().block_limit() if self.real_init else None
+
     def steps_left(self, state: MhState, params: MhParams, t: Tensor, n_steps: Tensor) -> Tensor:
         """Under :meth:`done`: with ``real`` init a row still real at K runs up to 2K (a block stops at K first,
         where it is decided whether the row restarts)."""

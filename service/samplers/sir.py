@@ -99,6 +99,9 @@ class SirSampler(SamplerBase):
     def supports_blocks(self) -> bool:
         return True
 
+    def block_limit(self) -> int | None:
+        return None  # one network call per block, however wide
+
     def steps_left(self, state: SirState, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
         """Candidates left after ``init``'s first (the ``done`` rule ``t + 1 >= n_steps``)."""
         return (n_steps - 1 - t).clamp(min=0)

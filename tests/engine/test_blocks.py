@@ -88,3 +88,17 @@ def test_the_served_default_block_is_the_samplers_default() -> None:
 
     assert DEFAULT_BLOCK_PROPOSALS == BLOCK_PROPOSALS
     assert EngineConfig.from_settings(Settings()).block_proposals == BLOCK_PROPOSALS
+
+
+def test_samplers_with_a_network_call_per_step_run_short_blocks() -> None:
+    """rep's every step is a G + D call: a block of it holds up waiting requests, so it stops at STEP_BLOCK_STEPS."""
+    from service.samplers.block import STEP_BLOCK_STEPS
+
+    rec = Recorder()
+    e = engine(config(max_batch=16, block_proposals=4096), observer=rec)
+    try:
+        e.submit(work("rep", n=1, seed=1, steps=2 * STEP_BLOCK_STEPS + 3)).future.result(T)
+        assert rec.rows() == [1, 1, 1]  # 16 + 16 + 3 steps
+    finally:
+        e.stop()
+    assert work("mh", n=1).algo.block_limit() is None  # one network call per block, however wide
