@@ -51,7 +51,7 @@ class WorkerLimits(NamedTuple):
     max_batch_chains: int
     steps_per_iteration: int
     job_batch_fraction: float
-    block_proposals: int = BLOCK_PROPOSALS  # most proposal rows of one step of mh/drs/sir (service.samplers.block)
+    block_proposals: int = BLOCK_PROPOSALS  # most chain-steps of one pool step (service.samplers.block)
 
 
 class DeviceWorker:

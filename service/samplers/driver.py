@@ -163,8 +163,9 @@ def run_chains(
     n_steps: int or (B,) int64, each row's length (chain length K, SIR candidates N, DRS max tries).
     params:  the algorithm's Params for these rows (``algo.make_params``).
     trace_every: record Traces every this many steps (0: no traces).
-    block_proposals: samplers that support proposal blocks (:mod:`service.samplers.block`: mh, drs, sir) run
-        several steps per network call, up to this many proposal rows per call; 1 runs one step at a time.
+    block_proposals: samplers that support blocks (:mod:`service.samplers.block`: all but raw) run several
+        steps per iteration, up to this many chain-steps (mh, drs and sir score them in one network call; rep and
+        ddls draw their random numbers in one call); 1 runs one step at a time.
         Blocks are not used while recording traces.
     """
     if block_proposals > 1 and trace_every == 0 and algo.supports_blocks():
