@@ -1,15 +1,20 @@
-"""Proposal blocks: many steps of an independence sampler in one network call.
+"""Blocks of steps: several steps of every chain per driver iteration or engine step.
 
 MH-GAN, DRS and SIR propose from the prior, independently of the chain's state: the proposal of step ``t`` is
 ``G(z_t)`` with ``z_t`` keyed by (seed, chain, t) alone. So the proposals of steps ``t .. t + W − 1`` can be drawn and
 scored by G and D in **one** batched call over ``B × W`` rows (the published MH-GAN code scores a chain's K
-proposals in one batch for the same reason), after which only the accept decisions run step by step, on (B,)
-tensors, with no network in the loop. The random numbers are the very ones the one-step path draws, keyed by the
-same (seed, chain, t, draw), so a block of W steps gives the same chain as W calls of ``step`` (bit for bit, up to
-the network's own batch-size rounding).
+proposals in one batch for the same reason), after which only the accept decisions run, with no network in the
+loop (:func:`mh_scan`; DRS and SIR in their own ``step_block``).
 
-This removes the per-step fixed cost (random-number kernels, bookkeeping, the engine's host syncs) W times, and
-fills the device when few chains run (one chain: W proposals per call instead of one).
+REP-GAN and DDLS (and MH-GAN with ``real`` init) need one network call per step; their blocks draw the random
+numbers of the block's steps in one call and hand them to ``step`` as :class:`Prefetched`
+(``SamplerBase.step_block``), at most ``STEP_BLOCK_STEPS`` steps at a time.
+
+Either way the random numbers are the very ones the one-step path draws, keyed by the same (seed, chain, t, draw),
+and running sums add in step order (:func:`sum_in_order`), so a block of W steps gives the same chain and statistics
+as W calls of ``step``, bit for bit (up to the network's own batch-size rounding). This removes the per-step fixed
+cost (random-number kernels, bookkeeping, the engine's host syncs) W times, and for the independence samplers fills
+the device when few chains run (one chain: W proposals per call instead of one).
 
 A sampler that supports blocks has ``supports_blocks() -> True`` and
 
@@ -18,7 +23,7 @@ A sampler that supports blocks has ``supports_blocks() -> True`` and
 with ``steps`` (B,) int64 in [0, width]: how many steps each row may run in this block (its steps left, capped).
 ``info`` is a :class:`BlockInfo` of per-row sums; ``info.steps`` is how many steps each row actually ran (a DRS row
 stops at its first acceptance), by which the caller advances ``t``. ``steps_left(state, params, t, n_steps)`` gives
-each row's remaining steps under the sampler's ``done`` rule.
+each row's remaining steps under the sampler's ``done`` rule, and ``block_limit()`` the most steps per block.
 """
 
 from __future__ import annotations
