@@ -187,7 +187,8 @@ def test_forward_only_pair(name: str) -> None:
         assert torch.isfinite(r.output.x).all()
 
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda,
+                                          pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")])]
 
 
 @pytest.mark.parametrize("device", DEVICES)
