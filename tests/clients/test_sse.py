@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from gansampler import AsyncClient, Client, NotFoundError
+from gansampler import APIConnectionError, AsyncClient, Client, NotFoundError
 from gansampler._sse import ServerSentEvent, SSEDecoder, iter_events
 
 from .conftest import FakeServer, error_response, job_body
@@ -92,3 +92,60 @@ def test_job_handle_events_update_status(client: Client, server: FakeServer) -> 
     job = client.jobs.get("job_1")
     assert [s.progress for s in job.events()] == [0.7, 0.7]
     assert job.state == "cancelled" and job.done
+
+
+def _broken_stream(*statuses: dict, asynchronous: bool = False) -> httpx.Response:
+    """A 200 event stream that delivers ``statuses`` and then breaks like a reset connection."""
+    body = event_stream(*statuses)
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield body
+        raise httpx.ReadError("connection reset by peer")
+
+    async def achunks():  # type: ignore[no-untyped-def]
+        yield body
+        raise httpx.ReadError("connection reset by peer")
+
+    return httpx.Response(200, content=achunks() if asynchronous else chunks())
+
+
+def test_events_reconnect_after_an_early_close_without_repeating_a_status(
+    client: Client, server: FakeServer, sleeps: list[float]
+) -> None:
+    server.add("GET", "/v1/jobs/job_1/events", [
+        httpx.Response(200, content=event_stream(job_body("running", 0.25))),  # closed before a terminal state
+        httpx.Response(200, content=event_stream(job_body("running", 0.25), job_body("running", 0.5),
+                                                 job_body("succeeded", 1.0))),
+    ])
+    states = [(s.state, s.progress) for s in client.jobs.events("job_1")]
+    assert states == [("running", 0.25), ("running", 0.5), ("succeeded", 1.0)]
+    assert len(server.requests) == 2 and len(sleeps) == 1
+
+
+def test_events_reconnect_after_a_broken_stream(client: Client, server: FakeServer) -> None:
+    server.add("GET", "/v1/jobs/job_1/events", [
+        _broken_stream(job_body("running", 0.1)),
+        _broken_stream(job_body("running", 0.1), job_body("running", 0.6)),
+        httpx.Response(200, content=event_stream(job_body("running", 0.6), job_body("failed", 0.6, error="nan"))),
+    ])
+    seen = list(client.jobs.events("job_1"))
+    assert [(s.state, s.progress) for s in seen] == [("running", 0.1), ("running", 0.6), ("failed", 0.6)]
+
+
+def test_events_give_up_after_max_retries_failed_reopenings(client: Client, server: FakeServer) -> None:
+    server.add("GET", "/v1/jobs/job_1/events", lambda r: _broken_stream())  # every stream breaks at once
+    with pytest.raises(APIConnectionError):
+        list(client.jobs.events("job_1"))
+    assert len(server.requests) == 1 + client.max_retries
+    server.add("GET", "/v1/jobs/job_2/events",
+               lambda r: httpx.Response(200, content=event_stream(job_body("running", 0.3))))
+    assert [s.progress for s in client.jobs.events("job_2")] == [0.3]  # closed each time: the iteration ends
+    assert len(server.requests) == 2 * (1 + client.max_retries)
+
+
+async def test_async_events_reconnect(aclient: AsyncClient, server: FakeServer) -> None:
+    server.add("GET", "/v1/jobs/job_1/events", [
+        _broken_stream(job_body("queued"), asynchronous=True),
+        httpx.Response(200, content=event_stream(job_body("queued"), job_body("succeeded", 1.0))),
+    ])
+    assert [s.state async for s in aclient.jobs.events("job_1")] == ["queued", "succeeded"]

@@ -11,8 +11,10 @@ import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from .. import _requests
-from .._base_client import TimeoutArg, parse_model
+from .._base_client import TimeoutArg, make_transport_error, parse_model
 from .._constants import DEFAULT_POLL_INTERVAL_S
 from .._decode import NpzBatch, parse_npz
 from .._exceptions import JobFailedError, JobWaitTimeoutError
@@ -40,6 +42,30 @@ def job_from_event(event: ServerSentEvent) -> JobStatus | None:
     if isinstance(data, dict) and "id" in data and "state" in data:
         return JobStatus.model_validate(data)
     return None
+
+
+class _Reconnect:
+    """What an events stream remembers across reopenings: the last status yielded, and failed reopenings in a row."""
+
+    def __init__(self) -> None:
+        self.last: JobStatus | None = None
+        self.failures = 0
+        self._fresh = True
+
+    def opened(self) -> None:
+        self._fresh = True
+
+    def new_status(self, status: JobStatus | None) -> JobStatus | None:
+        """The status to yield, or None: not a status, or a reopened stream's first status repeating the last."""
+        if status is None:
+            return None
+        repeat = self._fresh and status == self.last
+        self._fresh = False
+        if repeat:
+            return None
+        self.last = status
+        self.failures = 0
+        return status
 
 
 class Job:
@@ -261,19 +287,37 @@ class Jobs(SyncResource):
         return parse_npz(self._client.request(_requests.job_result(job_id, npz=True, timeout=timeout)).content)
 
     def events(self, job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> Iterator[JobStatus]:
-        """Iterate the job's ``text/event-stream``: one JobStatus per progress event, ending at a terminal state
-        (or when the server closes the stream)."""
-        response = self._client.request(_requests.job_events(job_id, timeout=timeout))
-        try:
-            for event in iter_events(response.iter_lines()):
-                status = job_from_event(event)
-                if status is None:
-                    continue
-                yield status
-                if status.done:
-                    return
-        finally:
-            response.close()
+        """Iterate the job's ``text/event-stream``: one JobStatus per progress event, ending at a terminal state.
+
+        A stream that breaks (connection reset, a proxy's idle cut, a server restart) or that the server closes
+        before a terminal state is opened again, up to the client's ``max_retries`` times in a row with backoff
+        (the count starts over whenever a new status arrives). Each stream starts with the job's current status,
+        which is not yielded twice. Out of retries, a broken stream raises APIConnectionError and a closed one ends
+        the iteration.
+        """
+        client = self._client
+        reconnect = _Reconnect()
+        while True:
+            response = client.request(_requests.job_events(job_id, timeout=timeout))
+            broken: httpx.TransportError | None = None
+            reconnect.opened()
+            try:
+                for event in iter_events(response.iter_lines()):
+                    status = reconnect.new_status(job_from_event(event))
+                    if status is not None:
+                        yield status
+                        if status.done:
+                            return
+            except httpx.TransportError as exc:
+                broken = exc
+            finally:
+                response.close()
+            if reconnect.failures >= client.max_retries:
+                if broken is not None:
+                    raise make_transport_error(broken, response.request) from broken
+                return
+            client._sleep(client.next_delay(reconnect.failures, None))
+            reconnect.failures += 1
 
 
 class AsyncJobs(AsyncResource):
@@ -326,15 +370,27 @@ class AsyncJobs(AsyncResource):
         return parse_npz(response.content)
 
     async def events(self, job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> AsyncIterator[JobStatus]:
-        """Async twin of :meth:`Jobs.events`."""
-        response = await self._client.request(_requests.job_events(job_id, timeout=timeout))
-        try:
-            async for event in aiter_events(response.aiter_lines()):
-                status = job_from_event(event)
-                if status is None:
-                    continue
-                yield status
-                if status.done:
-                    return
-        finally:
-            await response.aclose()
+        """Async twin of :meth:`Jobs.events` (reconnects the same way)."""
+        client = self._client
+        reconnect = _Reconnect()
+        while True:
+            response = await client.request(_requests.job_events(job_id, timeout=timeout))
+            broken: httpx.TransportError | None = None
+            reconnect.opened()
+            try:
+                async for event in aiter_events(response.aiter_lines()):
+                    status = reconnect.new_status(job_from_event(event))
+                    if status is not None:
+                        yield status
+                        if status.done:
+                            return
+            except httpx.TransportError as exc:
+                broken = exc
+            finally:
+                await response.aclose()
+            if reconnect.failures >= client.max_retries:
+                if broken is not None:
+                    raise make_transport_error(broken, response.request) from broken
+                return
+            await client._sleep(client.next_delay(reconnect.failures, None))
+            reconnect.failures += 1
