@@ -20,8 +20,8 @@ from torch import Tensor
 from service.engine.stats import ChainsFinished
 from service.engine.ticket import PoolKey, Priority, Ticket
 from service.samplers.base import SamplingAlgorithm, tree_cat, tree_select
-from service.samplers.block import BLOCK_PROPOSALS, block_bytes, block_width, early_stop_width
-from service.samplers.driver import init_stats, sample_bytes, update_stats, update_stats_block
+from service.samplers.block import BLOCK_PROPOSALS
+from service.samplers.driver import block_steps, init_stats, sample_bytes, update_stats, update_stats_block
 from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
 
@@ -93,7 +93,7 @@ class ChainPool:
     """The rows of one pool key. Samplers with blocks (all but raw: ``algo.supports_blocks()``) advance each row up
     to W steps per :meth:`step`, with W chosen so that rows × W stays within ``block_proposals``, ``max_step_rows``
     (the device's memory budget for one network call: mh, drs and sir score the whole block's proposals in one
-    call) and :func:`~service.samplers.block.block_bytes` of samples. Pools with a ticket that records traces step one at a time (traces are
+    call) and :func:`~service.samplers.block.block_bytes` of samples (:func:`~service.samplers.driver.block_steps`). Pools with a ticket that records traces step one at a time (traces are
     per step)."""
 
     def __init__(self, key: PoolKey, algo: SamplingAlgorithm, block_proposals: int = BLOCK_PROPOSALS) -> None:
@@ -139,23 +139,28 @@ class ChainPool:
 
     def width(self) -> int:
         """Steps per row the next :meth:`step` may run (1 when the sampler or a tracing ticket needs single steps)."""
-        if self.block_proposals <= 1 or self.batch is None or not self.algo.supports_blocks():
-            return 1
+        return self._plan()[0]
+
+    def _plan(self) -> tuple[int, Tensor | None]:
+        """(steps per row of the next step, each row's steps left when that is a block, else None)."""
+        b = self.batch
+        if self.block_proposals <= 1 or b is None or not self.algo.supports_blocks():
+            return 1, None
         if any(tk.traces is not None for tk in self.tickets.values()):
-            return 1
+            return 1, None
+        left = self.algo.steps_left(b.state, b.params, b.t, b.n_steps)
         budget = min(self.block_proposals, self.max_step_rows)
-        width = block_width(self.rows, self._sample_bytes, budget, block_bytes(self.device))
-        limit = self.algo.block_limit()
-        return width if limit is None else min(width, limit)
+        width = block_steps(self.algo, self.rows, self._sample_bytes, budget, self.device, int(left.max()), b.stats)
+        return width, left
 
     def step(self) -> StepCounts:
         """One ``algo.step`` (or one proposal block) over every row; updates stats, t, per-ticket progress and
         traces."""
         b = self.batch
         assert b is not None
-        width = self.width()
-        if width > 1:
-            return self._step_block(b, width)
+        width, left = self._plan()
+        if left is not None and width > 1:
+            return self._step_block(b, width, left)
         state, info = self.algo.step(b.state, b.streams, b.params, b.t)
         active = torch.ones_like(b.t, dtype=torch.bool)
         stats = update_stats(b.stats, info, active)
@@ -172,15 +177,9 @@ class ChainPool:
             chain_steps=int(b.t.shape[0]),
         )
 
-    def _step_block(self, b: Batch, width: int) -> StepCounts:
-        """Up to ``width`` steps per row in one ``algo.step_block`` (rows shorter than that run only theirs)."""
-        left = self.algo.steps_left(b.state, b.params, b.t, b.n_steps)
-        width = max(1, min(width, int(left.max())))
-        if self.algo.stops_early:
-            width = early_stop_width(width, b.stats.acceptance_sum, b.stats.proposals)
-        state, info = self.algo.step_block(  # type: ignore[attr-defined]
-            b.state, b.streams, b.params, b.t, left.clamp(max=width), width
-        )
+    def _step_block(self, b: Batch, width: int, left: Tensor) -> StepCounts:
+        """Up to ``width`` steps per row in one ``algo.step_block`` (rows with fewer ``left`` run only theirs)."""
+        state, info = self.algo.step_block(b.state, b.streams, b.params, b.t, left.clamp(max=width), width)
         self.batch = b._replace(state=state, t=b.t + info.steps, stats=update_stats_block(b.stats, info))
         owners, inverse = torch.unique(b.owner, return_inverse=True)
         per_ticket = torch.zeros(len(owners), dtype=torch.int64, device=b.owner.device).index_add_(0, inverse, info.steps)

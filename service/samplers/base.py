@@ -154,6 +154,10 @@ class SamplingAlgorithm(Protocol):
         """Most steps per block, or None."""
         ...
 
+    def step_block(self, state: Any, streams: Streams, params: Any, t: Tensor, steps: Tensor, width: int) -> Any:
+        """``(state, BlockInfo)`` after up to ``width`` steps per row (``steps`` (B,))."""
+        ...
+
 
 def fill_params(
     cls: type[P],

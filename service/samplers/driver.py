@@ -137,6 +137,21 @@ def sample_bytes(algo: Any, state: Any) -> int:
     return int(x[:1].numel() * x.element_size())
 
 
+def block_steps(
+    algo: Any, rows: int, x_bytes: int, proposals: int, device: torch.device, left_max: int, stats: ChainStats
+) -> int:
+    """Steps the next block runs for ``rows`` chains: the chain-step budget ``proposals`` spread over the rows
+    (and a call's bytes of samples on ``device``), no more than the longest row has left, the sampler's own
+    ``block_limit()``, and for samplers whose rows stop at their first acceptance the acceptance rate so far."""
+    width = min(block_width(rows, x_bytes, proposals, block_bytes(device)), left_max)
+    limit = algo.block_limit()
+    if limit is not None:
+        width = min(width, limit)
+    if algo.stops_early:
+        width = early_stop_width(width, stats.acceptance_sum, stats.proposals)
+    return max(1, width)
+
+
 def block_curve(info: BlockInfo) -> Tensor:
     """(W,) mean acceptance probability of each step of a block over the rows that ran it."""
     on = step_mask(info.steps, int(info.rates.shape[1]))
@@ -241,11 +256,7 @@ def _run_blocks(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor,
         n_running = int(running.sum())
         if n_running == 0:
             break
-        width = min(block_width(n_running, x_bytes, block_proposals, block_bytes(device)), int(left.max()))
-        if algo.stops_early:
-            width = early_stop_width(width, stats.acceptance_sum, stats.proposals)
-        limit = algo.block_limit()
-        width = width if limit is None else min(width, limit)
+        width = block_steps(algo, n_running, x_bytes, block_proposals, device, int(left.max()), stats)
         if n_running < COMPACT_BELOW * b:
             rows = running.nonzero().squeeze(1)
             sub, info = algo.step_block(
