@@ -251,10 +251,9 @@ def _mh_table(
         acc, la = _mh_chunk(lg, okc, lu, cur, cur_ok)
         acc_parts.append(acc)
         la_parts.append(la)
-        last = _last_true(acc)
-        took = last >= 0
-        cur = torch.where(took, lg.gather(1, last.clamp(min=0)[:, None])[:, 0], cur)
-        cur_ok = cur_ok | took
+        last = last_true(acc)
+        cur = pick(last, lg, cur)
+        cur_ok = cur_ok | (last >= 0)
     return torch.cat(acc_parts, 1), torch.cat(la_parts, 1)
 
 
@@ -324,8 +323,8 @@ def _mh_loop_python(
     return torch.tensor(acc_rows, dtype=torch.bool), torch.tensor(la_rows, dtype=logit.dtype)
 
 
-def _last_true(mask: Tensor) -> Tensor:
-    """(B,) index of the last True per row, -1 when none."""
+def last_true(mask: Tensor) -> Tensor:
+    """(B,) index of the last True of each row of ``mask`` (B, W), -1 when none."""
     idx = torch.arange(mask.shape[1], device=mask.device)
     if not mask.shape[1]:
         return torch.full(mask.shape[:1], -1, dtype=torch.int64, device=mask.device)

@@ -185,14 +185,11 @@ class DrsSampler(SamplerBase):
         take = on & ((torch.cumsum(hit, 1) - hit) == 0)  # no earlier try of this block accepted
         n_take = take.sum(1)
         sel = n_take - 1  # the last try taken: the accepted one, or the last rejected one
-        rows = torch.arange(len(sel), device=sel.device)
-        at = sel.clamp(min=0)
-        tried = sel >= 0
         new = DrsState(
             z=pick(sel, cand.z, state.z),
             x=pick(sel, cand.x, state.x),
-            logit=torch.where(tried, cand.logit[rows, at], state.logit),
-            finite=torch.where(tried, cand.finite[rows, at], state.finite),
+            logit=pick(sel, cand.logit, state.logit),
+            finite=pick(sel, cand.finite, state.finite),
             accepted=state.accepted | (hit.bool() & take).any(1),
             tries=state.tries + n_take,
             above_max=state.above_max + (take & cand.finite & (cand.logit > self.logit_max)).sum(1),

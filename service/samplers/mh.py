@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from service.samplers.base import ChainOutput, GanPair, SamplerParamError, UnsupportedPairError, rows_where
-from service.samplers.block import BlockInfo, mh_scan, pick, step_mask
+from service.samplers.block import BlockInfo, last_true, mh_scan, pick, step_mask
 from service.samplers.energy import evaluate
 from service.samplers.kernel import DRAW_INIT_INDEX, DRAW_PROPOSAL, STEPS_KEY, SamplerBase, accept_test
 from service.samplers.options import Choice, Options, option
@@ -173,10 +173,9 @@ class MhSampler(SamplerBase):
         ok = cand.finite & on  # a step the row does not run is a proposal that is never accepted
         accepted, log_alpha = mh_scan(cand.logit, ok, torch.log(cand.u), state.logit, state.finite)
         rates = torch.where(on, torch.exp(torch.clamp(log_alpha, max=0.0)), 0.0).float()
-        sel = torch.where(accepted, torch.arange(width, device=steps.device), -1).max(1).values
-        took = sel >= 0
-        logit = torch.where(took, cand.logit.gather(1, sel.clamp(min=0)[:, None])[:, 0], state.logit)
-        finite = state.finite | took  # only a finite proposal is accepted
+        sel = last_true(accepted)
+        logit = pick(sel, cand.logit, state.logit)
+        finite = state.finite | (sel >= 0)  # only a finite proposal is accepted
         new = state._replace(
             z=pick(sel, cand.z, state.z),
             x=pick(sel, cand.x, state.x),
