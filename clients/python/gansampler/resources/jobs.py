@@ -67,6 +67,16 @@ class _Reconnect:
         self.failures = 0
         return status
 
+    def next_try(self, max_retries: int, broken: httpx.TransportError | None, request: httpx.Request) -> int | None:
+        """After a stream ended without a terminal state: the 0-based retry to wait for before reopening it, or
+        None to end the iteration. Out of retries, a ``broken`` stream raises APIConnectionError."""
+        if self.failures >= max_retries:
+            if broken is not None:
+                raise make_transport_error(broken, request) from broken
+            return None
+        self.failures += 1
+        return self.failures - 1
+
 
 class Job:
     """Handle on a server-side job. ``status`` is the last JobStatus seen; ``refresh()`` fetches a new one."""
@@ -312,12 +322,10 @@ class Jobs(SyncResource):
                 broken = exc
             finally:
                 response.close()
-            if reconnect.failures >= client.max_retries:
-                if broken is not None:
-                    raise make_transport_error(broken, response.request) from broken
+            retry = reconnect.next_try(client.max_retries, broken, response.request)
+            if retry is None:
                 return
-            client._sleep(client.next_delay(reconnect.failures, None))
-            reconnect.failures += 1
+            client._sleep(client.next_delay(retry, None))
 
 
 class AsyncJobs(AsyncResource):
@@ -388,9 +396,7 @@ class AsyncJobs(AsyncResource):
                 broken = exc
             finally:
                 await response.aclose()
-            if reconnect.failures >= client.max_retries:
-                if broken is not None:
-                    raise make_transport_error(broken, response.request) from broken
+            retry = reconnect.next_try(client.max_retries, broken, response.request)
+            if retry is None:
                 return
-            await client._sleep(client.next_delay(reconnect.failures, None))
-            reconnect.failures += 1
+            await client._sleep(client.next_delay(retry, None))
