@@ -328,3 +328,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     for row in rows:
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return "\n".join(lines)
+
+
+def write_report(text: str, out: Path | None) -> None:
+    """The markdown report to ``out``, or to stdout when no file is given."""
+    if out is not None:
+        out.write_text(text)
+    else:
+        print(text)

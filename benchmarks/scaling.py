@@ -32,7 +32,17 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import DEMO_MODELS, PeakMemory, fmt, info_block, machine_info, markdown_table, median, sync
+from benchmarks._common import (
+    DEMO_MODELS,
+    PeakMemory,
+    fmt,
+    info_block,
+    machine_info,
+    markdown_table,
+    median,
+    sync,
+    write_report,
+)
 from benchmarks.speed_work import Samplers
 
 MODELS = ("digits-dcgan", "dcgan64")
@@ -193,10 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = "\n".join(["## Machine", "", info_block(info), "",
                       f"## Points (median of {repeats}; peak memory above the memory in use before the call)", "",
                       table(points), ""])
-    if args.out:
-        args.out.write_text(text)
-    else:
-        print(text)
+    write_report(text, args.out)
     if args.plot:
         plot(points, fixed_steps, fixed_n, args.plot)
     return 0

@@ -52,6 +52,7 @@ from benchmarks._common import (
     median,
     paired_ratio,
     timed,
+    write_report,
 )
 from benchmarks.speed_work import (
     GRAD_SAMPLERS,
@@ -371,10 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Skipped (over the time limits of this run): "
         + (", ".join(f"{m} {s} batch {b}" for m, s, b in skipped) or "none"), "",
     ])
-    if args.out:
-        args.out.write_text(text)
-    else:
-        print(text)
+    write_report(text, args.out)
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "rows": [asdict(r) for r in rows]}, indent=1))
     return 0

@@ -40,6 +40,7 @@ from benchmarks._common import (
     markdown_table,
     median,
     registry_model,
+    write_report,
 )
 from benchmarks._server import start_server
 from benchmarks.speed_work import Samplers
@@ -135,10 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         markdown_table(["model", "sampler", "n", "steps", "in-process samples/s", "HTTP samples/s",
                         "server compute ms", "HTTP wall ms", "ratio"], rows), "",
     ])
-    if args.out:
-        args.out.write_text(text)
-    else:
-        print(text)
+    write_report(text, args.out)
     return 0
 
 

@@ -42,7 +42,16 @@ from torch import Tensor, nn
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import DEMO_MODELS, DemoModel, fmt, info_block, interleaved, machine_info, markdown_table
+from benchmarks._common import (
+    DEMO_MODELS,
+    DemoModel,
+    fmt,
+    info_block,
+    interleaved,
+    machine_info,
+    markdown_table,
+    write_report,
+)
 from benchmarks._common import median as _median
 from service.samplers import rng
 from service.samplers.rng import Streams
@@ -349,10 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"## Thread settings (fresh process each, {THREAD_RUNS} runs alternated; ms per call)", "",
         markdown_table(["model", "batch", "work", "setting", "median ms", "p90 ms", "max ms"], thread_rows), "",
     ])
-    if args.out:
-        args.out.write_text(text)
-    else:
-        print(text)
+    write_report(text, args.out)
     return 0
 
 

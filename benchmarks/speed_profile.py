@@ -29,7 +29,7 @@ from torch import Tensor
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import fmt, info_block, interleaved, machine_info, markdown_table, median
+from benchmarks._common import fmt, info_block, interleaved, machine_info, markdown_table, median, write_report
 from service.samplers import SAMPLERS
 from service.samplers.base import GanPair, tree_where
 from service.samplers.driver import init_stats, run_chains, update_stats
@@ -184,10 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"## aten ops per step, batch {PROFILE_BATCH}, latent {'x'.join(map(str, latents[-1]))}", "",
         ops, "", top, "",
     ])
-    if args.out:
-        args.out.write_text(text)
-    else:
-        print(text)
+    write_report(text, args.out)
     return 0
 
 
