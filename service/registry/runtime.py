@@ -1,7 +1,10 @@
-"""``[runtime]`` of model.toml: the memory format and ``torch.compile`` of a loaded model's networks.
+"""``[runtime]`` of model.toml: the memory format, ``torch.compile``, forward backend and precision of a model's networks.
 
-Both are speed levers measured in ``benchmarks/speed_runtime.py`` (results in ``benchmarks/runtime_results.md``); both
-keep results equal within float tolerance, checked at load on a probe batch against the contiguous eager networks.
+All are speed levers measured in ``benchmarks/speed_runtime.py`` (results in ``benchmarks/runtime_results.md``).
+memory_format and compile keep results equal within float tolerance, checked at load on a probe batch against the
+contiguous eager networks; ``forward`` and ``precision`` (:mod:`service.registry.runtime_backends`) are opt-in
+because they change results (onnxruntime by float rounding, checked with the same tolerance; bfloat16 by more,
+recorded, not held to it).
 
 memory_format
     ``contiguous``      the networks as loaded.
@@ -29,8 +32,11 @@ compile
 
 :func:`apply_runtime` returns the functions to serve, notes for ``LoadedModel.notes`` and a JSON-ready ``info``
 dict (``LoadedModel.runtime``): ``memory_format_setting`` (as in model.toml), ``memory_format`` (the layout served),
-``memory_format_reason`` (why), ``max_abs_logit_diff_channels_last`` (the probe check, when it ran) and the compile
-keys.
+``memory_format_reason`` (why), ``max_abs_logit_diff_channels_last`` (the probe check, when it ran), the compile
+keys, ``precision_setting`` / ``precision`` (+ ``precision_reason``, ``max_abs_logit_diff_bfloat16`` ... when
+bfloat16) and ``forward_setting`` / ``forward`` (+ ``forward_reason``, ``max_abs_logit_diff_onnxruntime`` ... when
+onnxruntime). Order: memory format, then precision or forward or compile (the schema lets at most one of the three
+differ from its default).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from torch import Tensor, nn
 
 from service.registry.errors import ManifestError
 from service.registry.loaders import Network
+from service.registry.runtime_backends import apply_bfloat16, apply_onnxruntime
 from service.registry.schema import Manifest
 
 Fn = Callable[[Tensor], Tensor]
@@ -117,6 +124,11 @@ def _diff(a: Tensor, b: Tensor) -> float:
 def _allowed(ref: Tensor, atol: float, rtol: float) -> float:
     finite = ref[torch.isfinite(ref)]
     return atol + rtol * (float(finite.abs().max()) if finite.numel() else 0.0)
+
+
+def _check(out: Tensor, ref: Tensor, atol: float, rtol: float) -> tuple[float, float]:
+    """(max |out - ref| as :func:`_diff` takes it, what is allowed against ``ref``)."""
+    return _diff(out, ref), _allowed(ref, atol, rtol)
 
 
 def _has_4d_weights(module: nn.Module) -> bool:
@@ -317,6 +329,24 @@ def apply_runtime(
     Modules are changed in place (channels_last); the returned functions are what the model serves.
     """
     g_fn, d_fn, notes, info = _channels_last(m, path, g, d, g.fn, raw_logit, device)
+    if m.runtime.precision == "bfloat16":
+        z = _latents(m, PROBE_BATCH, device)
+        g_fn, d_fn, more, extra = apply_bfloat16(
+            path, (g, d), (g_fn, d_fn), device, z, _forward, _grad if differentiable else None
+        )
+        notes += more
+        info.update(extra)
+    else:
+        info.update(precision_setting=m.runtime.precision, precision=m.runtime.precision)
+    if m.runtime.forward == "onnxruntime":
+        g_fn, d_fn, more, extra = apply_onnxruntime(
+            m.id, (g, d), (g_fn, d_fn), device, lambda batch: _latents(m, batch, device), _check,
+            (LOGIT_ATOL, LOGIT_RTOL),
+        )
+        notes += more
+        info.update(extra)
+    else:
+        info.update(forward_setting=m.runtime.forward, forward=m.runtime.forward)
     if m.runtime.compile:
         g_fn, d_fn, more, compiled = _compile(m, g_fn, d_fn, device, differentiable)
         notes += more

@@ -16,7 +16,7 @@ description = "..."
 [calibration]   method = "platt"; a = ...; b = ...; auc = ...; dawid_z = ...   # written by `calibrate`
 [samplers.rep]  steps = 640; step_size = 0.01                                    # per-model defaults
 [samplers.drs]  logit_max = 3.2                                                   # written by `calibrate`
-[runtime]       memory_format = "auto"; compile = false                          # optional table (runtime.py)
+[runtime]       memory_format = "auto"; compile = false; forward = "torch"; precision = "float32"   # optional
 ```
 """
 
@@ -41,6 +41,10 @@ KNOWN_SAMPLERS = ("raw", "mh", "rep", "ddls", "drs", "sir")
 MemoryFormat = Literal["auto", "contiguous", "channels_last"]
 DEFAULT_MEMORY_FORMAT: MemoryFormat = "auto"
 DEFAULT_COMPILE = False
+Forward = Literal["torch", "onnxruntime"]
+DEFAULT_FORWARD: Forward = "torch"
+Precision = Literal["float32", "bfloat16"]
+DEFAULT_PRECISION: Precision = "float32"
 
 Format = Literal["safetensors", "state_dict", "torch_export", "onnx"]
 DOutput = Literal["logit", "probability", "critic"]
@@ -174,15 +178,27 @@ class CalibrationSpec(_Strict):
 
 
 class RuntimeSpec(_Strict):
-    """How the networks run (:mod:`service.registry.runtime`); results stay equal within float tolerance.
+    """How the networks run (:mod:`service.registry.runtime`, :mod:`service.registry.runtime_backends`).
 
-    memory_format: ``auto`` (conv models: channels_last when it is measurably faster at load and gives the same
-    logits), ``contiguous``, or ``channels_last`` (arch-backed torch modules only; no-op for torch_export / onnx).
+    memory_format: ``auto`` (default: channels_last for an image model with conv weights in an arch-backed G or D
+                   whose channels_last logits match contiguous on the probe latents, decided by structure, never by
+                   a timing; contiguous for everything else), ``contiguous``, or ``channels_last`` (arch-backed torch
+                   modules only; no-op with a note for torch_export / onnx). Results equal within float tolerance.
     compile:       torch.compile G and D at load (inductor, dynamic batch); eager with a note when it fails.
+    forward:       ``torch`` (default) or ``onnxruntime``: forward-only calls of the torch networks on onnxruntime
+                   (CPU), gradient calls on torch; torch with a note when export or the check fails. Results differ
+                   from torch by float rounding (~1e-6).
+    precision:     ``float32`` (default) or ``bfloat16``: bf16 autocast on the torch networks, float32 outputs.
+                   Changes logits well beyond float rounding (recorded at load, not checked against a tolerance).
+
+    At most one of compile, forward and precision may differ from its default (each replaces how the same torch
+    networks run); forward / precision need at least one torch network (``format`` other than ``onnx``).
     """
 
     memory_format: MemoryFormat = DEFAULT_MEMORY_FORMAT
     compile: StrictBool = DEFAULT_COMPILE
+    forward: Forward = DEFAULT_FORWARD
+    precision: Precision = DEFAULT_PRECISION
 
 
 SamplerDefaults = dict[str, Any]  # values checked by Manifest._samplers: finite int | float
@@ -219,13 +235,37 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _runtime(self) -> Manifest:
-        if self.runtime.compile:
-            onnx = [role for role in ("generator", "discriminator") if getattr(self, role).format == "onnx"]
-            if onnx:
-                raise ValueError(
-                    f"@runtime.compile: true needs torch networks, but {' and '.join(onnx)}.format is 'onnx' "
-                    "(onnxruntime runs its own graph): set compile = false or ship torch_export / safetensors"
-                )
+        rt = self.runtime
+        onnx = [role for role in ("generator", "discriminator") if getattr(self, role).format == "onnx"]
+        if rt.compile and onnx:
+            raise ValueError(
+                f"@runtime.compile: true needs torch networks, but {' and '.join(onnx)}.format is 'onnx' "
+                "(onnxruntime runs its own graph): set compile = false or ship torch_export / safetensors"
+            )
+        changed = [
+            label
+            for label, on in (
+                ("compile = true", rt.compile),
+                (f"forward = {rt.forward!r}", rt.forward != DEFAULT_FORWARD),
+                (f"precision = {rt.precision!r}", rt.precision != DEFAULT_PRECISION),
+            )
+            if on
+        ]
+        if len(changed) > 1:
+            field = "forward" if rt.forward != DEFAULT_FORWARD else "precision"
+            raise ValueError(
+                f"@runtime.{field}: {' and '.join(changed)} exclude each other (each replaces how the torch networks "
+                f"run); keep one of them, the others at their defaults (compile = false, forward = "
+                f"{DEFAULT_FORWARD!r}, precision = {DEFAULT_PRECISION!r})"
+            )
+        if len(onnx) == 2:
+            for field, value, default in (("forward", rt.forward, DEFAULT_FORWARD),
+                                          ("precision", rt.precision, DEFAULT_PRECISION)):
+                if value != default:
+                    raise ValueError(
+                        f"@runtime.{field}: {value!r} acts on torch networks, but generator.format and "
+                        f"discriminator.format are 'onnx' (onnxruntime, float32, already): set {field} = {default!r}"
+                    )
         return self
 
     @property
