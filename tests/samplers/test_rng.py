@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from scipy import stats
 
+from service.samplers import rng
 from service.samplers.rng import Streams, integers, normal, uniform
 
 
@@ -50,3 +52,32 @@ def test_cached_chain_prefix_gives_the_same_numbers_as_computing_it_per_draw() -
     t = torch.arange(33) * 97
     assert torch.equal(normal(cached, t, 1, (3, 2)), normal(bare, t, 1, (3, 2)))
     assert torch.equal(uniform(cached, t, 2), uniform(bare, t, 2))
+
+
+def test_host_path_gives_the_same_bits_as_the_tensor_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a CPU the hash runs in numpy uint32; accelerators run it in int64 torch ops. Force the torch path on the
+    # CPU and compare every draw, with t beyond 2**32 and the largest seed.
+    s = Streams.for_request(2**63 - 1, 37, first_chain=2**40)
+    t = torch.arange(37) * (2**33 + 3)
+    assert (rng._chain_prefix_np(s.seed.numpy(), s.chain.numpy()) == rng._chain_prefix_tensor(s.seed, s.chain).numpy()).all()
+    for tt in (t, 0, 2**35 + 1):
+        assert (rng._bits_np(s, tt, 3, 5).astype("int64") == rng._bits(s, tt, 3, 5).numpy()).all()
+    host = (normal(s, t, 1, (3, 2)), uniform(s, t, 2, (4,)), uniform(s, t, 2, (), torch.float64), integers(s, t, 4, 999))
+    monkeypatch.setattr(rng, "_on_host", lambda streams: False)
+    tensor = (normal(s, t, 1, (3, 2)), uniform(s, t, 2, (4,)), uniform(s, t, 2, (), torch.float64), integers(s, t, 4, 999))
+    for a, b in zip(host, tensor, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_numbers_are_pinned_across_releases() -> None:
+    # A request is reproducible from its seed across gansampler versions: these values must never change.
+    s = Streams.for_request(12345, 3, first_chain=2**33)
+    t = torch.tensor([0, 7, 2**40])
+    expected_normal = [
+        [-0.8959099650382996, 0.40085461735725403, 1.0358021259307861],
+        [0.22803720831871033, -1.0937979221343994, -0.7343077063560486],
+        [-0.112838514149189, 0.2695581614971161, 0.4374510943889618],
+    ]
+    assert normal(s, t, 1, (3,)).tolist() == expected_normal
+    assert uniform(s, t, 2).tolist() == [0.04917129874229431, 0.7070919275283813, 0.5624293088912964]
+    assert integers(s, 5, 4, 1000).tolist() == [127, 312, 493]
