@@ -57,8 +57,9 @@ def evaluate(pair: GanPair, z: Tensor, with_grad: bool) -> Evaluation:
         else:
             g = None
         grad = torch.zeros_like(zg) if g is None else g  # a logit that ignores z has zero gradient
-    finite = torch.isfinite(logit) & torch.isfinite(grad.flatten(1)).all(1) & _rows_finite(x)
-    grad = torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
+    grad_ok = torch.isfinite(grad)
+    finite = torch.isfinite(logit) & grad_ok.flatten(1).all(1) & _rows_finite(x)
+    grad = torch.where(grad_ok, grad, 0.0)
     return Evaluation(x.detach(), logit.detach(), grad, finite)
 
 
