@@ -46,7 +46,10 @@ def to_png(x: Tensor, value_range: tuple[float, float]) -> list[str]:
 
 def to_lists(x: Tensor) -> list[Any]:
     """(n, ...) -> nested lists of Python floats (non-finite values as None, which JSON can carry)."""
-    return _finite_or_none(x.detach().float().cpu().tolist())
+    x = x.detach().float().cpu()
+    if bool(torch.isfinite(x).all()):  # the usual case: no per-element walk over the lists
+        return x.tolist()
+    return _finite_or_none(x.tolist())
 
 
 def _finite_or_none(v: Any) -> Any:

@@ -48,10 +48,10 @@ async def create_samples(body: SampleRequest, request: Request, services: Servic
     result = await services.engine.wait(ticket, client_gone(request.receive))
     request.state.queue_s = result.queue_s
     total = time.perf_counter() - t0
-    if NPZ_MEDIA_TYPE in request.headers.get("accept", ""):
-        data = await asyncio.to_thread(npz_body, prep, result, total)
-        return Response(data, media_type=NPZ_MEDIA_TYPE)
     small = prep.output == "array" and result.output.x.numel() <= INLINE_ENCODE_MAX_VALUES
+    if NPZ_MEDIA_TYPE in request.headers.get("accept", ""):
+        data = npz_body(prep, result, total) if small else await asyncio.to_thread(npz_body, prep, result, total)
+        return Response(data, media_type=NPZ_MEDIA_TYPE)
     payload = response_body(prep, result, total) if small else await asyncio.to_thread(response_body, prep, result, total)
     if payload["diagnostics"] is None:
         del payload["diagnostics"]
