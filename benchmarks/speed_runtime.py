@@ -10,12 +10,15 @@ server loads it:
     channels_last         memory_format = "channels_last"                    (image models only)
     compile               memory_format = "contiguous", compile = true
     auto + compile        compile = true                                     (image models only)
+    onnxruntime           forward = "onnxruntime"     (on top of auto: forward-only calls on onnxruntime, ∇z torch)
+    bfloat16              precision = "bfloat16"      (on top of auto: bf16 autocast; changes the logits)
 
 and timed on the sampler ceiling (``pair.generator`` then ``pair.logit``, as ``service.samplers.energy.evaluate``
 calls them): G + D forward (mh, drs, sir, raw) and forward + backward w.r.t. z (rep, ddls) at each batch size, plus
 one ``run_chains`` mh run. Candidates run interleaved (order reversed every other round); ``speed-up`` is the median
-of per-round paired ratios against ``contiguous``; ``max |Δ|`` compares logits (and ∇z, and the mh run's final
-logits) with ``contiguous`` on the same latents / seed.
+of per-round paired ratios against the baseline (``--baseline``, default ``contiguous``); ``max |Δ|`` compares logits
+(and ∇z, and the mh run's final logits) with the baseline on the same latents / seed. ``--settings`` picks a subset
+(the baseline is always included).
 
 Usage::
 
@@ -23,6 +26,8 @@ Usage::
     python benchmarks/speed_runtime.py --quick                                      # < 1 min (smoke test)
     OMP_WAIT_POLICY=PASSIVE python benchmarks/speed_runtime.py --models dcgan64 --batches 64 256 \
         --mh-batch 64 --mh-steps 4 --out runtime64.md                               # random-weight DCGAN-64, ~4 min
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/speed_runtime.py --baseline "auto (default)" \
+        --settings onnxruntime bfloat16 --rounds 7 --out levers.md                  # forward / precision levers
 
 Compile times depend on the inductor cache (``/tmp/torchinductor_<user>``): the first run compiles from scratch.
 """
@@ -75,6 +80,8 @@ SETTINGS: dict[str, dict[str, Any] | None] = {
     "channels_last": {"memory_format": "channels_last"},
     "compile": {"memory_format": "contiguous", "compile": True},
     "auto + compile": {"compile": True},
+    "onnxruntime": {"forward": "onnxruntime"},
+    "bfloat16": {"precision": "bfloat16"},
 }
 IMAGE_ONLY = ("channels_last", "auto + compile")
 """Settings that only differ from their neighbours on image (conv) models."""
@@ -181,16 +188,16 @@ def _repeat(fn: Callable[[], Tensor], reps: int) -> Callable[[], Tensor]:
     return run
 
 
-def measure(fns: dict[str, Callable[[], Tensor]], rounds: int, target_s: float, device: torch.device
-            ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-    """(ms per call, speed-up vs BASELINE, max |Δ| vs BASELINE) of each candidate, interleaved."""
+def measure(fns: dict[str, Callable[[], Tensor]], rounds: int, target_s: float, device: torch.device,
+            baseline: str = BASELINE) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """(ms per call, speed-up vs ``baseline``, max |Δ| vs ``baseline``) of each candidate, interleaved."""
     outs = {name: fn() for name, fn in fns.items()}  # warm-up, and the results compared
-    one = timed(fns[BASELINE], device)
+    one = timed(fns[baseline], device)
     reps = max(1, round(target_s / max(one, 1e-6)))
     times = interleaved({n: _repeat(f, reps) for n, f in fns.items()}, rounds, device, warmup=False)
-    ref = outs[BASELINE].double()
+    ref = outs[baseline].double()
     ms = {n: median(t) / reps * 1e3 for n, t in times.items()}
-    speedup = {n: paired_ratio(times[BASELINE], t) for n, t in times.items()}
+    speedup = {n: paired_ratio(times[baseline], t) for n, t in times.items()}
     diff = {n: float((o.double() - ref).abs().max()) for n, o in outs.items()}
     return ms, speedup, diff
 
@@ -200,7 +207,8 @@ def run_model(name: str, args: argparse.Namespace, scratch: Path) -> tuple[list[
     device = torch.device(args.device)
     src = source_version(name, scratch / name, args.models_dir)
     image = len(tomllib.loads((src / "model.toml").read_text())["output"]["shape"]) == 3
-    settings = {k: v for k, v in SETTINGS.items() if image or k not in IMAGE_ONLY}
+    settings = {k: v for k, v in SETTINGS.items() if (image or k not in IMAGE_ONLY)
+                and (args.settings is None or k in args.settings or k == args.baseline)}
     if args.skip_compile:
         settings = {k: v for k, v in settings.items() if not (v or {}).get("compile")}
     models: dict[str, LoadedModel] = {}
@@ -209,26 +217,26 @@ def run_model(name: str, args: argparse.Namespace, scratch: Path) -> tuple[list[
         m = load_setting(src, scratch / name / label.replace(" ", "_").replace("+", "plus"), runtime, args.device)
         models[label] = m
         rt = m.runtime
-        load_rows.append([name, label, rt["memory_format"], "yes" if rt["compile"] else "no",
-                          fmt(m.load_seconds), "; ".join(m.notes) or "-"])
+        load_rows.append([name, label, rt["memory_format"], "yes" if rt["compile"] else "no", rt["forward"],
+                          rt["precision"], fmt(m.load_seconds), "; ".join(m.notes) or "-"])
         print(f"{name} [{label}]: loaded in {m.load_seconds:.2f} s; {'; '.join(m.notes) or 'no notes'}", flush=True)
     rows: list[list[object]] = []
     latent = next(iter(models.values())).pair.latent_shape
     for batch in args.batches:
         z = torch.randn(batch, *latent, generator=torch.Generator().manual_seed(SEED)).to(device)
         works: dict[str, Callable[[LoadedModel, Tensor], Callable[[], Tensor]]] = {"G + D forward": forward_fn}
-        if models[BASELINE].pair.differentiable:
+        if models[args.baseline].pair.differentiable:
             works["forward + ∇z"] = grad_fn
         for work, make in works.items():
             ms, speedup, diff = measure({k: make(m, z) for k, m in models.items()}, args.rounds, args.target_s,
-                                        device)
+                                        device, args.baseline)
             for label in models:
                 rows.append([name, work, batch, label, fmt(ms[label]), f"{speedup[label]:.2f}x",
                              f"{diff[label]:.1e}"])
             print(f"{name} {work} batch {batch}: " + ", ".join(f"{k} {speedup[k]:.2f}x" for k in models), flush=True)
     work = f"mh run_chains, {args.mh_steps} steps"
     ms, speedup, diff = measure({k: mh_fn(m, args.mh_batch, args.mh_steps, args.device) for k, m in models.items()},
-                                args.rounds, args.target_s, device)
+                                args.rounds, args.target_s, device, args.baseline)
     for label in models:
         rows.append([name, work, args.mh_batch, label, fmt(ms[label]), f"{speedup[label]:.2f}x", f"{diff[label]:.1e}"])
     print(f"{name} {work}: " + ", ".join(f"{k} {speedup[k]:.2f}x" for k in models), flush=True)
@@ -241,15 +249,17 @@ def _escaped(rows: Sequence[Sequence[object]]) -> list[list[str]]:
 
 
 def report(rows: Sequence[Sequence[object]], load_rows: Sequence[Sequence[object]], info: dict[str, str],
-           rounds: int) -> str:
+           rounds: int, baseline: str = BASELINE) -> str:
     rows, load_rows = _escaped(rows), _escaped(load_rows)
     return "\n\n".join([
         "# [runtime] settings through the Registry (speed_runtime.py)",
         "### Machine\n\n" + info_block(info),
-        "### What each setting loaded to (load time includes the auto timing and torch.compile with warm-up)\n\n"
-        + markdown_table(["model", "setting", "memory format", "compiled", "load s", "notes"], load_rows),
+        "### What each setting loaded to (load time includes the probe checks, ONNX export and torch.compile with "
+        "warm-up)\n\n"
+        + markdown_table(["model", "setting", "memory format", "compiled", "forward", "precision", "load s", "notes"],
+                         load_rows),
         f"### Timings (median of {rounds} interleaved rounds; ms per call of the whole batch; speed-up = median of "
-        f"paired per-round ratios against `{BASELINE}`; max \\|Δ\\| against `{BASELINE}`: logits, ∇z, or the mh run's "
+        f"paired per-round ratios against `{baseline}`; max \\|Δ\\| against `{baseline}`: logits, ∇z, or the mh run's "
         "final logits)\n\n"
         + markdown_table(["model", "work", "batch", "setting", "ms", "speed-up", "max \\|Δ\\|"], rows),
     ]) + "\n"
@@ -265,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--mh-batch", type=int, default=MH_BATCH, help=f"chains of the mh run (default {MH_BATCH})")
     p.add_argument("--mh-steps", type=int, default=None, help=f"steps of the mh run (default {MH_STEPS})")
+    p.add_argument("--settings", nargs="+", default=None, choices=list(SETTINGS),
+                   help="time only these settings (and the baseline); default all")
+    p.add_argument("--baseline", default=BASELINE, choices=list(SETTINGS),
+                   help=f"the setting speed-ups and differences are against (default {BASELINE!r})")
     p.add_argument("--skip-compile", action="store_true", help="leave out the compile settings")
     p.add_argument("--quick", action="store_true", help="one batch, fewer rounds, short timings (smoke test)")
     p.add_argument("--out", type=Path, default=None, help="write the markdown report here")
@@ -281,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             r, lr = run_model(name, args, Path(tmp))
             rows += r
             load_rows += lr
-    text = report(rows, load_rows, info, args.rounds)
+    text = report(rows, load_rows, info, args.rounds, args.baseline)
     if args.out is not None:
         args.out.write_text(text)
     print(text)

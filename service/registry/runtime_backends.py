@@ -199,7 +199,8 @@ def apply_onnxruntime(
         max_abs_logit_diff_onnxruntime=worst["logit"],
     )
     note = (
-        f"forward onnxruntime: {which} forward-only on onnxruntime ({ORT_PROVIDER}, {threads} threads), ∇z on "
+        f"forward onnxruntime: {which} forward-only on onnxruntime ({ORT_PROVIDER}, {threads} "
+        f"thread{'' if threads == 1 else 's'}), ∇z on "
         f"torch; max |Δ logit| {worst['logit']:.1e} vs torch"
     )
     return served[0], served[1], [note], info
