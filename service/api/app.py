@@ -24,12 +24,14 @@ from service.api.routes import admin, health, jobs, models, samples
 from service.api.sampling import Limits, Prepared, prepare
 from service.api.schemas import JobRequest
 from service.config import Settings
+from service.engine.budget import StepBudget
 from service.engine.engine import Engine, EngineConfig
 from service.engine.jobs import JobManager
 from service.engine.jobstore import JobStore
 from service.engine.stats import StatsSink
 from service.engine.ticket import ChainResult, Priority, Work
 from service.engine.worker import EngineObserver
+from service.registry import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +45,25 @@ def _default_sink() -> StatsSink:
 
 
 def create_app(
-    settings: Settings | None = None, *, sink: StatsSink | None = None, observer: EngineObserver | None = None
+    settings: Settings | None = None, *, sink: StatsSink | None = None, observer: EngineObserver | None = None,
+    budget: StepBudget | None = None,
 ) -> FastAPI:
     """The app. ``sink`` defaults to a fresh PrometheusSink (own CollectorRegistry); ``observer`` sees engine
-    submissions and steps (tests, benchmarks)."""
+    submissions and steps (tests, benchmarks); ``budget`` replaces the engine's step budget (tests simulate a
+    device's memory with it)."""
     settings = settings if settings is not None else Settings()
     sink = sink if sink is not None else _default_sink()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(EngineConfig.from_settings(settings), sink, observer)
+        engine = Engine(EngineConfig.from_settings(settings), sink, observer, budget)
         engine.start()
-        hub = ModelHub(settings.models_dir, settings.devices, sink, engine.least_loaded)
+
+        def size_steps(model: LoadedModel) -> None:
+            """At warm-up: each default pool's step budget (a GPU probe; nothing to measure on a CPU)."""
+            engine.budget.prepare(hub.default_pools(model))
+
+        hub = ModelHub(settings.models_dir, settings.devices, sink, engine.least_loaded, size_steps)
         store = await asyncio.to_thread(JobStore, settings.data_dir)
         manager = JobManager(store, engine, _job_prepare(hub, settings), _job_render, settings.max_running_jobs,
                              settings.job_progress_interval_s)

@@ -3,7 +3,9 @@ placement, model descriptions, and a cache of sampler objects per (model, sample
 
 At startup every model's latest version is loaded on every device and warmed up with one forward (and backward,
 when the model has gradients) of D∘G on one latent. A version that fails to load or to warm up is recorded with its
-error and reported by ``/readyz`` and ``/v1/models``; it never stops the others.
+error and reported by ``/readyz`` and ``/v1/models``; it never stops the others. After its warm-up, ``on_loaded``
+(the app passes the engine's step-budget probe) sees each loaded copy, before the model is reported ready, so a GPU's
+largest step is measured at warm-up and not by the first request (:meth:`default_pools` names what to size).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, cast
 import torch
 
 from service.engine.stats import StatsSink
+from service.engine.ticket import PoolKey
 from service.registry import (
     LoadedModel,
     ModelEntry,
@@ -28,7 +31,7 @@ from service.registry import (
     parse_ref,
 )
 from service.samplers import SAMPLERS, SamplerEntry
-from service.samplers.base import SamplingAlgorithm
+from service.samplers.base import SamplingAlgorithm, UnsupportedPairError
 from service.samplers.energy import evaluate
 
 log = logging.getLogger(__name__)
@@ -38,12 +41,14 @@ WARMUP_BATCH = 1
 
 class ModelHub:
     def __init__(self, models_dir: Any, devices: tuple[str, ...], sink: StatsSink,
-                 place: Callable[[list[str]], str] | None = None) -> None:
+                 place: Callable[[list[str]], str] | None = None,
+                 on_loaded: Callable[[LoadedModel], None] | None = None) -> None:
         self.samplers: dict[str, SamplerEntry] = dict(SAMPLERS)
         self.devices = devices
         self.registries = {d: Registry(models_dir, d) for d in devices}
         self.sink = sink
         self._place = place
+        self._on_loaded = on_loaded
         self.configured: set[str] = set()  # model ids loaded at startup (readiness is about these)
         self.failures: dict[str, str] = {}  # model id -> why it failed (load or warm-up)
         self.started = False
@@ -92,6 +97,8 @@ class ModelHub:
                 except Exception as exc:
                     reg.unload(name, version)
                     raise RegistryError(f"{model.manifest_path}: warm-up failed: {type(exc).__name__}: {exc}") from exc
+                if self._on_loaded is not None:
+                    self._on_loaded(model)
                 self.sink.record_model_load(mid, model.load_seconds, time.perf_counter() - t0)
                 loaded.append(model)
         except RegistryError as exc:
@@ -154,6 +161,21 @@ class ModelHub:
             if algo is None:
                 algo = self._algos[key] = self.samplers[sampler].cls(model.pair, options)
             return cast(SamplingAlgorithm, algo)
+
+    def default_pools(self, model: LoadedModel) -> list[tuple[PoolKey, SamplingAlgorithm]]:
+        """The pool key and sampler of every sampler ``model`` supports, with the options a request that names none
+        gets (the model's ``[samplers.<name>]`` option keys): what a request without options will run."""
+        pools = []
+        for name, entry in self.samplers.items():
+            if not model.supports(name)[0]:
+                continue
+            options = entry.options_cls.from_defaults(model.sampler_defaults(name), {})
+            try:
+                algo = self.algo(model, name, options)
+            except UnsupportedPairError:
+                continue
+            pools.append((PoolKey(model.id, name, options, model.device, self.generation(model)), algo))
+        return pools
 
     def generation(self, model: LoadedModel) -> int:
         """A number that changes each time a model id is loaded anew (pool keys and the sampler cache use it)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -242,6 +242,7 @@ class StepBudget:
         self._memory_for = memory_for
         self._run_for = run_for
         self._lock = threading.Lock()
+        self._device_locks: dict[str, threading.RLock] = {}
         self._rows: dict[PoolKey, int] = {}
         self._labels: dict[LabelKey, int] = {}  # latest limit set per gauge label set
         self.probes: dict[PoolKey, ProbeResult] = {}  # what each probed key measured (logs, tests)
@@ -265,6 +266,22 @@ class StepBudget:
             limit = self._rows.setdefault(key, limit)
             self._labels[_labels(key)] = limit
         return limit
+
+    def device_lock(self, device: str) -> threading.RLock:
+        """Held by a device's worker while it steps its pools and by a probe while it measures: a probe run at a
+        model's warm-up (another thread) then never shares the device's memory with a step in flight, which would
+        inflate its peak or push the step out of memory."""
+        with self._lock:
+            return self._device_locks.setdefault(str(device), threading.RLock())
+
+    def prepare(self, pools: Sequence[tuple[PoolKey, SamplingAlgorithm]]) -> None:
+        """Probe each pool key now, on devices that have a memory probe (a GPU), so that a request never waits for
+        it: the hub calls this at a model's warm-up with the pools a request without options runs. Devices with
+        nothing to measure (CPU) keep finding their limit at the first request, as building a sampler there may
+        cost a pilot batch (DRS) for nothing."""
+        for key, algo in pools:
+            if self._memory_for(key.device) is not None:
+                self.rows(key, algo)
 
     def shrink_after(self, key: PoolKey, exc: BaseException) -> int | None:
         """After ``exc`` failed a step of ``key``'s pool: if it was an out-of-memory error, halve the key's limit
@@ -294,7 +311,8 @@ class StepBudget:
             return self.default_rows
         cap = self.max_step_rows if self.max_step_rows is not None else MAX_PROBE_ROWS
         try:
-            result = probe_max_rows(self._run_for(algo, key.device), memory, self.memory_fraction, cap)
+            with self.device_lock(key.device):
+                result = probe_max_rows(self._run_for(algo, key.device), memory, self.memory_fraction, cap)
         except Exception:  # a model that cannot step fails its requests in the pool, with the real error
             log.warning("step budget probe of %s failed; using %d rows", _describe(key), self.default_rows,
                         exc_info=True)

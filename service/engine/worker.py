@@ -136,7 +136,8 @@ class DeviceWorker:
             with self._cv:
                 self._pools[key] = pool
                 plan, dead = self._plan(key, pool, time.monotonic())
-            self._iterate(pool, plan, dead)
+            with self.budget.device_lock(self.device):  # a warm-up probe on this device waits for the step
+                self._iterate(pool, plan, dead)
             with self._cv:
                 self._forget_if_idle(key)
         self._shutdown()
