@@ -245,7 +245,9 @@ def _start(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor) -> t
 
 def _run_blocks(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor, block_proposals: int) -> ChainRun:
     """:func:`run_chains` with proposal blocks: each iteration runs up to W steps of the rows that have steps left
-    (only those rows once fewer than ``COMPACT_BELOW`` of them remain)."""
+    (only those rows once fewer than ``COMPACT_BELOW`` of them remain; for samplers whose rows stop at their first
+    acceptance, as soon as one has stopped: a finished DRS row in the block would have W more proposals scored for
+    nothing, 20 % of the network work on the digits DCGAN at 256 chains)."""
     state, stats, t, n = _start(algo, streams, params, n_steps)
     device, b = t.device, len(streams)
     x_bytes = sample_bytes(algo, state) if b else 1
@@ -257,7 +259,7 @@ def _run_blocks(algo: Any, streams: Streams, params: Any, n_steps: int | Tensor,
         if n_running == 0:
             break
         width = block_steps(algo, n_running, x_bytes, block_proposals, device, int(left.max()), stats)
-        if n_running < COMPACT_BELOW * b:
+        if n_running < b and (algo.stops_early or n_running < COMPACT_BELOW * b):
             rows = running.nonzero().squeeze(1)
             sub, info = algo.step_block(
                 tree_select(state, rows), tree_select(streams, rows), tree_select(params, rows), t[rows],
