@@ -293,6 +293,14 @@ def test_bfloat16_runs_under_autocast_records_the_difference_and_keeps_gradients
     assert bf.supports("rep") == (True, None)
 
 
+def test_bfloat16_on_a_mixed_pair_casts_the_torch_network_only(tmp_path: Path) -> None:
+    model = load_version(_toy(tmp_path, {"precision": "bfloat16"}, fmt="onnx", d_fmt="safetensors"))
+    info = model.runtime
+    assert info["precision"] == "bfloat16" and info["precision_reason"].startswith("bf16 autocast on D;")
+    assert "max_abs_grad_diff_bfloat16" not in info and not model.pair.differentiable  # an onnx G: forward only
+    assert any(n.startswith("precision bfloat16: D under bf16 autocast") for n in model.notes)
+
+
 def test_bfloat16_that_makes_probe_logits_non_finite_is_refused(tmp_path: Path) -> None:
     vdir = make_version(tmp_path)
     manifest = read_toml(vdir)
