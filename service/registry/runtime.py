@@ -1,4 +1,4 @@
-"""``[runtime]`` of model.toml: the memory format, ``torch.compile``, forward backend and precision of a model's networks.
+"""``[runtime]`` of model.toml: memory format, ``torch.compile``, forward backend and precision of a model's networks.
 
 All are speed levers measured in ``benchmarks/speed_runtime.py`` (results in ``benchmarks/runtime_results.md``).
 memory_format and compile keep results equal within float tolerance, checked at load on a probe batch against the
@@ -74,6 +74,8 @@ COMPILE_BACKEND = "inductor"
 WARMUP_BATCHES = (1, 8, 64)
 """Batches compiled at load: 1 (dynamic shapes specialise sizes 0 and 1) and one dynamic batch."""
 PROBE_SEED = 1
+ORT_CHECK_BATCHES = (1, PROBE_BATCH)
+"""Batches at which ``forward = "onnxruntime"`` is checked against torch (1: a batch the export never traced)."""
 NO_CONV = "no 4-D (conv) weights"
 
 
@@ -341,7 +343,7 @@ def apply_runtime(
     if m.runtime.forward == "onnxruntime":
         g_fn, d_fn, more, extra = apply_onnxruntime(
             m.id, (g, d), (g_fn, d_fn), device, lambda batch: _latents(m, batch, device), _check,
-            (LOGIT_ATOL, LOGIT_RTOL),
+            (LOGIT_ATOL, LOGIT_RTOL), ORT_CHECK_BATCHES,
         )
         notes += more
         info.update(extra)

@@ -57,8 +57,6 @@ ORT_DEVICE = "cpu"
 EXPORT_BATCH = 2
 """Batch of the example input the exporter traces (1 could be specialised into the graph)."""
 OPSET = 17
-ORT_CHECK_BATCHES = (1, 64)
-"""Batches on which onnxruntime's G output and logits are checked against torch at load."""
 ORT_SPINNING = False
 """onnxruntime's intra-op threads spin-wait between ops by default; on a CPU shared with the sampler's own torch
 ops (and other processes) that burns cores for nothing, so they sleep (``session.intra_op.allow_spinning``)."""
@@ -142,13 +140,14 @@ class OrtForward:
 
 def apply_onnxruntime(
     model_id: str, nets: tuple[Network, Network], fns: tuple[Fn, Fn], device: str, latents: Latents, check: Checker,
-    tolerance: tuple[float, float],
+    tolerance: tuple[float, float], check_batches: tuple[int, ...] = (1,),
 ) -> tuple[Fn, Fn, list[str], dict[str, Any]]:
     """Serve G and D's raw logit (``fns``, as served so far) from onnxruntime for forward-only calls.
 
     ``nets``: (G, D) as loaded (which of them are torch networks); ``latents(batch)``: the probe latents;
-    ``tolerance``: (atol, rtol) of the G-output and logit check. Returns (G fn, D fn, notes, info); on any failure
-    the functions come back unchanged with a note and ``info["forward_reason"]`` saying why.
+    ``tolerance``: (atol, rtol) of the G-output and logit check, run at each of ``check_batches``. Returns (G fn,
+    D fn, notes, info); on any failure the functions come back unchanged with a note and ``info["forward_reason"]``
+    saying why.
     """
     info: dict[str, Any] = {"forward_setting": ONNX_BACKEND, "forward": "torch"}
     g_fn, d_fn = fns
@@ -175,8 +174,9 @@ def apply_onnxruntime(
         for i in roles:
             graph = export_onnx(fns[i], examples[i])
             size += len(graph)
-            served[i] = OrtForward(ort_session(graph, threads), fns[i], f"{model_id} {('generator', 'discriminator')[i]}")
-        for batch in ORT_CHECK_BATCHES:
+            role = ("generator", "discriminator")[i]
+            served[i] = OrtForward(ort_session(graph, threads), fns[i], f"{model_id} {role}")
+        for batch in check_batches:
             z = latents(batch)
             with torch.no_grad():
                 x_ref, x = g_fn(z), served[0](z)
@@ -269,7 +269,10 @@ def apply_bfloat16(
     scale = _finite_diff(ref, torch.zeros_like(ref))
     info.update(precision="bfloat16", precision_reason=f"bf16 autocast on {which}; outputs cast to float32",
                 max_abs_logit_diff_bfloat16=diff, max_abs_logit_float32=scale)
-    note = f"precision bfloat16: {which} under bf16 autocast; max |Δ logit| {diff:.1e} vs float32 (max |logit| {scale:.1f})"
+    note = (
+        f"precision bfloat16: {which} under bf16 autocast; max |Δ logit| {diff:.1e} vs float32 "
+        f"(max |logit| {scale:.1f})"
+    )
     if grad is not None:
         gdiff = _finite_diff(checks[1][1], checks[1][2])
         info["max_abs_grad_diff_bfloat16"] = gdiff
