@@ -195,7 +195,8 @@ class ModelInfo(BaseModel):
     runtime: dict[str, Any] | None = Field(
         default=None,
         description="how a loaded version runs ([runtime] of model.toml, as decided at load): memory_format_setting, "
-        "memory_format, memory_format_reason, max_abs_logit_diff_channels_last, compile_setting, compile, ...; "
+        "memory_format, memory_format_reason, max_abs_logit_diff_channels_last, compile_setting, compile, "
+        "forward_setting, forward, forward_reason, precision_setting, precision, precision_reason, ...; "
         "null when not loaded",
     )
     notes: list[str] = Field(

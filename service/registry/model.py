@@ -286,6 +286,7 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
     shared = g.module is not None and g.module is d.module
     memory = g.memory_bytes + (0 if shared else d.memory_bytes)
     memory += 0 if holdout is None else holdout.numel() * holdout.element_size()
+    memory += int(runtime.info.get("onnxruntime_model_bytes", 0))  # forward = "onnxruntime" holds a second copy
     return LoadedModel(
         id=m.id,
         manifest=m,

@@ -162,6 +162,7 @@ def test_onnxruntime_serves_forward_calls_within_tolerance_and_grad_calls_from_t
     info = ort.runtime
     assert info["forward_setting"] == "onnxruntime" and info["forward"] == "onnxruntime", ort.notes
     assert info["onnxruntime_threads"] == torch.get_num_threads() and info["onnxruntime_model_bytes"] > 0
+    assert ort.memory_bytes == ref.memory_bytes + info["onnxruntime_model_bytes"]  # the second copy is counted
     assert 0 <= info["max_abs_logit_diff_onnxruntime"] < ORT_TOL
     assert 0 <= info["max_abs_output_diff_onnxruntime"] < ORT_TOL
     assert any(n.startswith("forward onnxruntime: G and D forward-only on onnxruntime") for n in ort.notes)
