@@ -198,25 +198,31 @@ class ChainPool:
         done = self.algo.done(b.state, b.params, b.t, b.n_steps)
         if not bool(done.any()):
             return [], None
-        fin = _select(b, done)
+        every = bool(done.all())  # one-shot requests (raw) and a pool's last rows: no copies of the batch
+        fin = b if every else _select(b, done)
         out = self.algo.output(fin.state)
         extras_fn = getattr(self.algo, "chain_extras", None)
         extras: dict[str, Tensor] = extras_fn(fin.state) if extras_fn is not None else {}
         completed = []
-        for tid in torch.unique(fin.owner).tolist():
-            m = fin.owner == tid
+        owners = torch.unique(fin.owner).tolist()
+        for tid in owners:
             ticket = self.tickets[tid]
-            sub_extras = {k: v[m] for k, v in extras.items()}
-            if ticket.add_finished(fin.streams.chain[m], tree_select(out, m), tree_select(fin.stats, m), sub_extras):
+            if len(owners) == 1:
+                chain, t_out, t_stats, sub_extras = fin.streams.chain, out, fin.stats, extras
+                gone = int(fin.owner.shape[0])
+            else:
+                m = fin.owner == tid
+                chain, t_out, t_stats = fin.streams.chain[m], tree_select(out, m), tree_select(fin.stats, m)
+                sub_extras = {k: v[m] for k, v in extras.items()}
+                gone = int(m.sum())
+            if ticket.add_finished(chain, t_out, t_stats, sub_extras):
                 completed.append(ticket)
-            gone = int(m.sum())
             self.rows_of_ticket[tid] -= gone
             self._rows_by_priority[ticket.work.priority] -= gone
         for ticket in completed:
             del self.tickets[ticket.id]
             del self.rows_of_ticket[ticket.id]
-        keep = ~done
-        self.batch = _select(b, keep) if bool(keep.any()) else None
+        self.batch = None if every else _select(b, ~done)
         st = fin.stats
         # chains that made no proposal (raw) have no acceptance rate: leave them out of the histogram
         proposed = st.proposals > 0
