@@ -1,7 +1,7 @@
-"""Samples/s through the real HTTP server next to the in-process rate, one n = 256 request at a time.
+"""Samples/s through the real HTTP server next to the in-process rate, one request at a time (n = 256, or a sweep).
 
 Starts ``gansampler-server serve`` on a free loopback port over a temporary copy of the chosen demo models, then
-for every (model, sampler) alternates, round by round, one HTTP request (``POST /v1/samples/{sampler}``, n = 256,
+for every (model, sampler, n) alternates, round by round, one HTTP request (``POST /v1/samples/{sampler}``,
 ``Accept: application/x-npz``) with the same work in this process (``run_chains`` on the same registry model,
 same steps, params and options). ``ratio`` = HTTP samples/s / in-process samples/s, the median of per-round
 pairs (target >= 0.8). The server's own ``timing.compute_s`` is reported beside it, to split the gap into engine
@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/speed_http.py                       # about 3 minutes on 2 cores
     python benchmarks/speed_http.py --models gaussians25 --samplers mh --steps 640 --rounds 3
+    python benchmarks/speed_http.py --n 1 16 256 1024 --rounds 3     # request sizes from 1 to the server's max_n
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=list(HTTP_MODELS))
     p.add_argument("--samplers", nargs="+", default=list(HTTP_SAMPLERS), choices=list(HTTP_SAMPLERS))
-    p.add_argument("--n", type=int, default=HTTP_N)
+    p.add_argument("--n", type=int, nargs="+", default=[HTTP_N],
+                   help=f"request sizes (default {HTTP_N}; a sweep: --n 1 16 256 1024, the server's max_n)")
     p.add_argument("--steps", type=int, default=HTTP_STEPS)
     p.add_argument("--rounds", type=int, default=ROUNDS)
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
@@ -102,17 +104,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in args.models:
                     model = registry_model(name, dev, root)
                     assert model is not None
-                    for sampler in args.samplers:
+                    for sampler, n in ((s, n) for s in args.samplers for n in args.n):
                         steps = 0 if sampler == "raw" else args.steps
-                        run = samplers.run_fn(model, sampler, args.n, steps, dev)
+                        run = samplers.run_fn(model, sampler, n, steps, dev)
                         run()
-                        http_sample(client, url, name, sampler, args.n, steps)  # warm-up (pool, caches)
+                        http_sample(client, url, name, sampler, n, steps)  # warm-up (pool, caches)
                         walls, computes, local = [], [], []
                         for r in range(args.rounds):
                             order = (0, 1) if r % 2 == 0 else (1, 0)
                             for which in order:
                                 if which == 0:
-                                    w, c = http_sample(client, url, name, sampler, args.n, steps)
+                                    w, c = http_sample(client, url, name, sampler, n, steps)
                                     walls.append(w)
                                     computes.append(c)
                                 else:
@@ -120,10 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     run()
                                     local.append(time.perf_counter() - t0)
                         ratio = median([lo / w for lo, w in zip(local, walls, strict=True)])
-                        rows.append([name, sampler, args.n, steps, fmt(args.n / median(local)),
-                                     fmt(args.n / median(walls)), fmt(median(computes) * 1e3),
+                        rows.append([name, sampler, n, steps, fmt(n / median(local)),
+                                     fmt(n / median(walls)), fmt(median(computes) * 1e3),
                                      fmt(median(walls) * 1e3), f"{ratio:.2f}"])
-                        print(f"{name} {sampler}: HTTP/in-process {ratio:.2f}", file=sys.stderr, flush=True)
+                        print(f"{name} {sampler} n={n}: HTTP/in-process {ratio:.2f}", file=sys.stderr, flush=True)
         finally:
             proc.terminate()
             try:
@@ -132,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 proc.kill()
     text = "\n".join([
         "## Machine", "", info_block(info), "",
-        f"## HTTP vs in-process, n = {args.n}, median of {args.rounds} interleaved rounds", "",
+        f"## HTTP vs in-process, n = {', '.join(map(str, args.n))}, median of {args.rounds} interleaved rounds", "",
         markdown_table(["model", "sampler", "n", "steps", "in-process samples/s", "HTTP samples/s",
                         "server compute ms", "HTTP wall ms", "ratio"], rows), "",
     ])
