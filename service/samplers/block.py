@@ -47,7 +47,7 @@ BLOCK_BYTES = 2**20
 """Most bytes of generated samples (x) one block's network call produces. Larger samples come from larger networks,
 whose per-row cost already dwarfs the per-step overhead a block saves, while a wider call costs them cache misses:
 on the project's CPU, blocks of 4096 rows paid 1.7–3x on the 2-D MLP (8 B per sample) at 256–1024 chains but
-lost 0.8x on the 16x16 digits DCGAN (1 KiB per sample) at 1024 chains (``benchmarks/speed_results.md``). With this
+lost 0.8x on the 16x16 digits DCGAN (1 KiB per sample) at 1024 chains (``benchmarks/speed_results_earlier.md``). With this
 cap the digits model runs blocks of 4 steps at 256 chains and none at 1024; a 64x64 RGB model none from 86 chains."""
 BLOCK_BYTES_ACCELERATOR = 64 * 2**20
 """The same cap on a GPU, where a wider call is what fills the device: only memory bounds it there (the device's

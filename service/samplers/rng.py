@@ -12,7 +12,7 @@ one sequential stream per call.
 The hash is Chris Wellons' ``lowbias32`` finaliser on 32-bit lanes. On an accelerator the lanes are int64 tensors
 and a product is reduced mod 2**32 with a mask (signed overflow is not relied upon anywhere). On a CPU the same
 integer arithmetic runs in numpy on uint32 arrays, where products wrap by definition: the bits are identical, and it
-is 3-4x faster than int64 torch ops there (``benchmarks/speed_results.md``, random numbers), because a hash is a
+is 2-4x faster than int64 torch ops there (``benchmarks/speed_findings.md``, random numbers), because a hash is a
 dozen elementwise passes over small arrays, where torch's per-op cost dominates. The floating-point part (Box-Muller's
 log, sqrt, cos and sin) runs in torch on every device. Keys are 64 bits (two lanes) so that distinct
 (seed, chain, t, draw) tuples practically never share noise.

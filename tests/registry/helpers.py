@@ -111,3 +111,13 @@ def read_toml(vdir: Path) -> dict[str, Any]:
 
 def write_manifest(vdir: Path, manifest: dict[str, Any]) -> None:
     (vdir / "model.toml").write_text(tomli_w.dumps(manifest))
+
+
+def with_runtime(vdir: Path, runtime: dict[str, Any] | None) -> Path:
+    """Replace the ``[runtime]`` table of ``vdir``'s model.toml by ``runtime`` (none when None); returns vdir."""
+    manifest = read_toml(vdir)
+    manifest.pop("runtime", None)
+    if runtime is not None:
+        manifest["runtime"] = runtime
+    write_manifest(vdir, manifest)
+    return vdir

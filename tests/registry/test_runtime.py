@@ -21,7 +21,7 @@ from service.registry import LoadedModel, ManifestError, load_version
 from service.registry import runtime as rt
 from service.registry.calibrate import calibrate_version
 from service.registry.runtime import CompiledFn
-from tests.registry.helpers import NZ, make_version, read_toml, save_network, write_manifest
+from tests.registry.helpers import NZ, make_version, read_toml, save_network, with_runtime, write_manifest
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 DIGITS = MODELS / "digits-dcgan" / "1"
@@ -95,12 +95,7 @@ def _digits(root: Path, runtime: dict[str, Any] | None) -> Path:
     """A copy of digits-dcgan@1 under ``root`` with ``[runtime]`` = ``runtime`` (none when None)."""
     vdir = root / "digits-dcgan" / "1"
     shutil.copytree(DIGITS, vdir)
-    manifest = read_toml(vdir)
-    manifest.pop("runtime", None)
-    if runtime is not None:
-        manifest["runtime"] = runtime
-    write_manifest(vdir, manifest)
-    return vdir
+    return with_runtime(vdir, runtime)
 
 
 def _tiny_conv(root: Path, runtime: dict[str, Any], d_class: str, g_class: str = "TinyConvG") -> Path:

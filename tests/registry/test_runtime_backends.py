@@ -25,7 +25,7 @@ from service.registry.runtime_backends import OrtForward
 from service.samplers import SAMPLERS
 from service.samplers.driver import run_chains
 from service.samplers.rng import Streams
-from tests.registry.helpers import NX, NZ, make_version, read_toml, save_network, write_manifest
+from tests.registry.helpers import NX, NZ, make_version, read_toml, save_network, with_runtime, write_manifest
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 ARCH = "tests.registry.test_runtime_backends"
@@ -46,23 +46,14 @@ class Bf16BreaksD(nn.Module):
         return torch.log(self.lin(x).squeeze(1) - 1.0)
 
 
-def _with_runtime(vdir: Path, runtime: dict[str, Any] | None) -> Path:
-    manifest = read_toml(vdir)
-    manifest.pop("runtime", None)
-    if runtime is not None:
-        manifest["runtime"] = runtime
-    write_manifest(vdir, manifest)
-    return vdir
-
-
 def _toy(root: Path, runtime: dict[str, Any] | None, fmt: str = "safetensors", d_fmt: str | None = None) -> Path:
-    return _with_runtime(make_version(root, g_format=fmt, d_format=d_fmt or fmt), runtime)
+    return with_runtime(make_version(root, g_format=fmt, d_format=d_fmt or fmt), runtime)
 
 
 def _demo(root: Path, name: str, runtime: dict[str, Any] | None) -> Path:
     vdir = root / name / "1"
     shutil.copytree(MODELS / name / "1", vdir)
-    return _with_runtime(vdir, runtime)
+    return with_runtime(vdir, runtime)
 
 
 def _z(model: LoadedModel, batch: int, seed: int = 3) -> Tensor:
@@ -314,7 +305,7 @@ def test_bfloat16_that_makes_probe_logits_non_finite_is_refused(tmp_path: Path) 
     }
     write_manifest(vdir, manifest)
     assert load_version(vdir).runtime["precision"] == "float32"  # finite in float32
-    _with_runtime(vdir, {"precision": "bfloat16"})
+    with_runtime(vdir, {"precision": "bfloat16"})
     with pytest.raises(ManifestError) as err:
         load_version(vdir)
     assert err.value.field == "runtime.precision"
