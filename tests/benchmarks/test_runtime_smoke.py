@@ -11,14 +11,20 @@ import pytest
 from benchmarks import speed_runtime
 from service.registry.runtime import LOGIT_ATOL
 
-pytestmark = pytest.mark.slow  # about 5 s on 2 shared cores
+pytestmark = pytest.mark.slow  # about 10 s on 2 shared cores
 
 MODELS = ("digits-dcgan", "gaussians25")
-SETTINGS = {"digits-dcgan": ["contiguous", "auto (default)", "channels_last"],
-            "gaussians25": ["contiguous", "auto (default)"]}  # no compile; channels_last is for image models only
-LAYOUT = {("digits-dcgan", "contiguous"): "contiguous", ("digits-dcgan", "auto (default)"): "channels_last",
-          ("digits-dcgan", "channels_last"): "channels_last", ("gaussians25", "contiguous"): "contiguous",
-          ("gaussians25", "auto (default)"): "contiguous"}
+SETTINGS = {"digits-dcgan": ["contiguous", "auto (default)", "channels_last", "onnxruntime", "bfloat16"],
+            "gaussians25": ["contiguous", "auto (default)", "onnxruntime", "bfloat16"]}
+# no compile (--skip-compile); channels_last is for image models only
+LAYOUT = {"digits-dcgan": {"contiguous": "contiguous", "auto (default)": "channels_last",
+                           "channels_last": "channels_last", "onnxruntime": "channels_last",
+                           "bfloat16": "channels_last"},
+          "gaussians25": {"contiguous": "contiguous", "auto (default)": "contiguous", "onnxruntime": "contiguous",
+                          "bfloat16": "contiguous"}}
+ORT_LOGIT_ATOL = 1e-3
+"""onnxruntime rounds differently from torch (measured up to 5e-5 on these models); bfloat16 is not held to any
+tolerance (it changes the logits on purpose), only to finite, nonzero differences."""
 
 
 def _rows(text: str, section: str) -> list[list[str]]:
@@ -37,9 +43,11 @@ def test_quick_mode_without_compile_writes_both_tables(tmp_path: Path, capsys: p
 
     loads = _rows(text, "What each setting loaded to")
     assert [(r[0], r[1]) for r in loads] == [(m, s) for m in MODELS for s in SETTINGS[m]]
-    for model, setting, layout, compiled, seconds, _notes in loads:
-        assert layout == LAYOUT[(model, setting)], (model, setting, layout)
+    for model, setting, layout, compiled, forward, precision, seconds, _notes in loads:
+        assert layout == LAYOUT[model][setting], (model, setting, layout)
         assert compiled == "no" and float(seconds) > 0
+        assert forward == ("onnxruntime" if setting == "onnxruntime" else "torch"), (model, setting, forward)
+        assert precision == ("bfloat16" if setting == "bfloat16" else "float32"), (model, setting, precision)
 
     timings = _rows(text, "Timings")
     works = ["G + D forward", "forward + ∇z", f"mh run_chains, {speed_runtime.QUICK_MH_STEPS} steps"]
@@ -48,6 +56,13 @@ def test_quick_mode_without_compile_writes_both_tables(tmp_path: Path, capsys: p
         assert int(batch) > 0
         assert math.isfinite(float(ms.replace(",", ""))) and float(ms.replace(",", "")) > 0, (model, work, setting)
         assert speedup.endswith("x") and float(speedup[:-1]) > 0
-        assert float(diff) <= LOGIT_ATOL, (model, work, setting, diff)  # same results as contiguous
+        if setting == "bfloat16":
+            assert 0 < float(diff) < math.inf, (model, work, diff)  # a different model, on purpose
+        elif setting == "onnxruntime" and work == "G + D forward":
+            assert float(diff) <= ORT_LOGIT_ATOL, (model, work, diff)
+        elif setting == "onnxruntime" and work.startswith("mh"):  # an accept test at a 1e-5 margin may flip
+            assert math.isfinite(float(diff)), (model, work, diff)
+        else:
+            assert float(diff) <= LOGIT_ATOL, (model, work, setting, diff)  # same results as contiguous
         if setting == "contiguous":
             assert (speedup, float(diff)) == ("1.00x", 0.0)
