@@ -60,8 +60,10 @@ def create_app(
         engine.start()
 
         def size_steps(model: LoadedModel) -> None:
-            """At warm-up: each default pool's step budget (a GPU probe; nothing to measure on a CPU)."""
-            engine.budget.prepare(hub.default_pools(model))
+            """At warm-up: each default pool's step budget (a GPU probe). Nothing to measure on a CPU, where building
+            every sampler now would only cost time (DRS draws a pilot batch when the manifest has no logit_max)."""
+            if engine.budget.measures(model.device):
+                engine.budget.prepare(hub.default_pools(model))
 
         hub = ModelHub(settings.models_dir, settings.devices, sink, engine.least_loaded, size_steps)
         store = await asyncio.to_thread(JobStore, settings.data_dir)

@@ -274,13 +274,17 @@ class StepBudget:
         with self._lock:
             return self._device_locks.setdefault(str(device), threading.RLock())
 
+    def measures(self, device: str) -> bool:
+        """Whether limits on ``device`` are probed (a GPU), so that :meth:`prepare` has something to do there."""
+        return self._memory_for(device) is not None
+
     def prepare(self, pools: Sequence[tuple[PoolKey, SamplingAlgorithm]]) -> None:
         """Probe each pool key now, on devices that have a memory probe (a GPU), so that a request never waits for
         it: the hub calls this at a model's warm-up with the pools a request without options runs. Devices with
         nothing to measure (CPU) keep finding their limit at the first request, as building a sampler there may
         cost a pilot batch (DRS) for nothing."""
         for key, algo in pools:
-            if self._memory_for(key.device) is not None:
+            if self.measures(key.device):
                 self.rows(key, algo)
 
     def shrink_after(self, key: PoolKey, exc: BaseException) -> int | None:

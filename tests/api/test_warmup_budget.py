@@ -92,3 +92,12 @@ def test_prepare_skips_devices_without_a_memory_probe() -> None:
     b = StepBudget(64, run_for=lambda algo, d: ran.append)  # type: ignore[arg-type]
     b.prepare([(PoolKey("m@1", "mh", None, "cpu"), object())])  # type: ignore[list-item]
     assert ran == [] and b.probes == {} and b.limits() == {}
+
+
+async def test_nothing_is_built_at_warm_up_on_a_device_without_a_probe(toy_models: Path, tmp_path: Path) -> None:
+    app = create_app(Settings(models_dir=toy_models, data_dir=tmp_path), sink=NullSink())
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        await services.wait_loaded()
+        assert not services.engine.budget.measures("cpu")
+        assert services.hub._algos == {}  # no sampler was built for a probe that would not run
