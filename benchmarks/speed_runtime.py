@@ -12,6 +12,8 @@ server loads it:
     auto + compile        compile = true                                     (image models only)
     onnxruntime           forward = "onnxruntime"     (on top of auto: forward-only calls on onnxruntime, ∇z torch)
     bfloat16              precision = "bfloat16"      (on top of auto: bf16 autocast; changes the logits)
+    threads 1             threads = 1                 (on top of auto: the engine steps the model on one thread;
+                                                       here each timed call runs under that count)
 
 and timed on the sampler ceiling (``pair.generator`` then ``pair.logit``, as ``service.samplers.energy.evaluate``
 calls them): G + D forward (mh, drs, sir, raw) and forward + backward w.r.t. z (rep, ddls) at each batch size, plus
@@ -82,6 +84,7 @@ SETTINGS: dict[str, dict[str, Any] | None] = {
     "auto + compile": {"compile": True},
     "onnxruntime": {"forward": "onnxruntime"},
     "bfloat16": {"precision": "bfloat16"},
+    "threads 1": {"threads": 1},
 }
 IMAGE_ONLY = ("channels_last", "auto + compile")
 """Settings that only differ from their neighbours on image (conv) models."""
@@ -178,6 +181,17 @@ def mh_fn(model: LoadedModel, batch: int, steps: int, device: str) -> Callable[[
     return run
 
 
+def _threads(model: LoadedModel, fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
+    """``fn`` under the model's ``[runtime] threads`` (as the engine's device worker runs its steps)."""
+    from service.engine.threads import torch_threads
+
+    def run() -> Tensor:
+        with torch_threads(model.runtime.get("threads")):
+            return fn()
+
+    return run
+
+
 def _repeat(fn: Callable[[], Tensor], reps: int) -> Callable[[], Tensor]:
     def run() -> Tensor:
         out = fn()
@@ -228,15 +242,15 @@ def run_model(name: str, args: argparse.Namespace, scratch: Path) -> tuple[list[
         if models[args.baseline].pair.differentiable:
             works["forward + ∇z"] = grad_fn
         for work, make in works.items():
-            ms, speedup, diff = measure({k: make(m, z) for k, m in models.items()}, args.rounds, args.target_s,
-                                        device, args.baseline)
+            ms, speedup, diff = measure({k: _threads(m, make(m, z)) for k, m in models.items()}, args.rounds,
+                                        args.target_s, device, args.baseline)
             for label in models:
                 rows.append([name, work, batch, label, fmt(ms[label]), f"{speedup[label]:.2f}x",
                              f"{diff[label]:.1e}"])
             print(f"{name} {work} batch {batch}: " + ", ".join(f"{k} {speedup[k]:.2f}x" for k in models), flush=True)
     work = f"mh run_chains, {args.mh_steps} steps"
-    ms, speedup, diff = measure({k: mh_fn(m, args.mh_batch, args.mh_steps, args.device) for k, m in models.items()},
-                                args.rounds, args.target_s, device, args.baseline)
+    ms, speedup, diff = measure({k: _threads(m, mh_fn(m, args.mh_batch, args.mh_steps, args.device))
+                                 for k, m in models.items()}, args.rounds, args.target_s, device, args.baseline)
     for label in models:
         rows.append([name, work, args.mh_batch, label, fmt(ms[label]), f"{speedup[label]:.2f}x", f"{diff[label]:.1e}"])
     print(f"{name} {work}: " + ", ".join(f"{k} {speedup[k]:.2f}x" for k in models), flush=True)

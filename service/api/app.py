@@ -29,6 +29,7 @@ from service.engine.engine import Engine, EngineConfig
 from service.engine.jobs import JobManager
 from service.engine.jobstore import JobStore
 from service.engine.stats import StatsSink
+from service.engine.threads import settle_thread_count
 from service.engine.ticket import ChainResult, Priority, Work
 from service.engine.worker import EngineObserver
 from service.registry import LoadedModel
@@ -56,6 +57,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settle_thread_count()  # the event loop's torch thread count, before a worker switches its own per model
         engine = Engine(EngineConfig.from_settings(settings), sink, observer, budget)
         engine.start()
 

@@ -113,6 +113,7 @@ def prepare(
         steps=steps,
         params=params,
         priority=priority,
+        threads=(loaded.runtime or {}).get("threads"),
         timeout_s=timeout,
         trace_every=trace_every,
     )

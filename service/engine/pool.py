@@ -101,6 +101,7 @@ class ChainPool:
         self.algo = algo
         self.block_proposals = block_proposals
         self.max_step_rows = UNBOUNDED_ROWS
+        self.threads: int | None = None  # torch's CPU threads while stepping (the model's [runtime] threads)
         self._sample_bytes = 0  # bytes of one row's x, known after the first admission
         self.device = torch.device(key.device)
         self.batch: Batch | None = None

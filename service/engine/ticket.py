@@ -54,6 +54,7 @@ class Work:
     ``algo`` is the sampler built over the model's pair (one per pool key; the pool keeps the first it sees).
     ``trace_every`` > 0 records logit, energy and ‖z‖ every that many steps plus the per-step acceptance curve.
     ``timeout_s``: deadline measured from submission, queue time included; None for none.
+    ``threads``: CPU threads torch uses while the pool steps (the model's ``[runtime] threads``); None: unchanged.
     """
 
     key: PoolKey
@@ -65,6 +66,7 @@ class Work:
     priority: Priority = Priority.INTERACTIVE
     timeout_s: float | None = None
     trace_every: int = 0
+    threads: int | None = None
 
     @property
     def chain_steps(self) -> int:

@@ -23,6 +23,7 @@ from service.engine.budget import StepBudget
 from service.engine.errors import Cancelled, DeadlineExceeded, EngineError, EngineStopped, ModelFailed
 from service.engine.pool import Admission, ChainPool
 from service.engine.stats import StatsSink, StepStats
+from service.engine.threads import settle_thread_count, torch_threads
 from service.engine.ticket import PoolKey, Priority, Ticket
 from service.samplers.block import BLOCK_PROPOSALS
 
@@ -119,6 +120,7 @@ class DeviceWorker:
     # --- worker thread ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        settle_thread_count()  # this thread's count before any pool switches it ([runtime] threads)
         while True:
             with self._cv:
                 while not self._stopping and not self._order:
@@ -131,12 +133,14 @@ class DeviceWorker:
                 first = None if pool is not None else next(t for q in self._waiting[key].values() for t in q)
             if first is not None:  # a new pool: size its steps once per key, unlocked (it may probe the device)
                 pool = ChainPool(key, first.work.algo, self.limits.block_proposals)
+                pool.threads = first.work.threads  # one model per key, so one setting per pool
                 pool.max_step_rows = self.budget.rows(key, first.work.algo)
             assert pool is not None
             with self._cv:
                 self._pools[key] = pool
                 plan, dead = self._plan(key, pool, time.monotonic())
-            with self.budget.device_lock(self.device):  # a warm-up probe on this device waits for the step
+            # a warm-up probe on this device waits for the step; the model's [runtime] threads apply to it
+            with self.budget.device_lock(self.device), torch_threads(pool.threads):
                 self._iterate(pool, plan, dead)
             with self._cv:
                 self._forget_if_idle(key)

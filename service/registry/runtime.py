@@ -343,7 +343,7 @@ def apply_runtime(
     if m.runtime.forward == "onnxruntime":
         g_fn, d_fn, more, extra = apply_onnxruntime(
             m.id, (g, d), (g_fn, d_fn), device, lambda batch: _latents(m, batch, device), _check,
-            (LOGIT_ATOL, LOGIT_RTOL), ORT_CHECK_BATCHES,
+            (LOGIT_ATOL, LOGIT_RTOL), ORT_CHECK_BATCHES, m.runtime.threads,
         )
         notes += more
         info.update(extra)
@@ -355,4 +355,12 @@ def apply_runtime(
         info.update(compiled)
     else:
         info.update(compile_setting=False, compile=False)
+    info["threads"] = m.runtime.threads
+    if m.runtime.threads is not None:
+        notes.append(
+            f"threads: the engine steps this model on {m.runtime.threads} CPU thread"
+            f"{'' if m.runtime.threads == 1 else 's'} (process default {torch.get_num_threads()})"
+            + ("" if torch.device(device).type == "cpu" else "; on a GPU only the CPU-side ops use them")
+        )
     return Runtime(g_fn, d_fn, notes, info)
+

@@ -140,12 +140,13 @@ class OrtForward:
 
 def apply_onnxruntime(
     model_id: str, nets: tuple[Network, Network], fns: tuple[Fn, Fn], device: str, latents: Latents, check: Checker,
-    tolerance: tuple[float, float], check_batches: tuple[int, ...] = (1,),
+    tolerance: tuple[float, float], check_batches: tuple[int, ...] = (1,), threads: int | None = None,
 ) -> tuple[Fn, Fn, list[str], dict[str, Any]]:
     """Serve G and D's raw logit (``fns``, as served so far) from onnxruntime for forward-only calls.
 
     ``nets``: (G, D) as loaded (which of them are torch networks); ``latents(batch)``: the probe latents;
-    ``tolerance``: (atol, rtol) of the G-output and logit check, run at each of ``check_batches``. Returns (G fn,
+    ``tolerance``: (atol, rtol) of the G-output and logit check, run at each of ``check_batches``; ``threads``:
+    onnxruntime's intra-op threads (``[runtime] threads``; None: as many as torch uses at load). Returns (G fn,
     D fn, notes, info); on any failure the functions come back unchanged with a note and ``info["forward_reason"]``
     saying why.
     """
@@ -162,7 +163,7 @@ def apply_onnxruntime(
         import onnxruntime  # noqa: F401
     except ImportError:
         return keep("onnxruntime is not installed: pip install 'gansampler-service[onnx]'")
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads() if threads is None else threads
     roles = [i for i, n in enumerate(nets) if n.backend != ONNX_BACKEND]
     served: list[Fn] = [g_fn, d_fn]
     worst = {"output": 0.0, "logit": 0.0}

@@ -16,7 +16,7 @@ description = "..."
 [calibration]   method = "platt"; a = ...; b = ...; auc = ...; dawid_z = ...   # written by `calibrate`
 [samplers.rep]  steps = 640; step_size = 0.01                                    # per-model defaults
 [samplers.drs]  logit_max = 3.2                                                   # written by `calibrate`
-[runtime]       memory_format = "auto"; compile = false; forward = "torch"; precision = "float32"   # optional
+[runtime]       memory_format = "auto"; compile = false; forward = "torch"; precision = "float32"; threads = 1  # optional
 ```
 """
 
@@ -45,6 +45,8 @@ Forward = Literal["torch", "onnxruntime"]
 DEFAULT_FORWARD: Forward = "torch"
 Precision = Literal["float32", "bfloat16"]
 DEFAULT_PRECISION: Precision = "float32"
+MAX_RUNTIME_THREADS = 1024
+"""Most CPU threads ``[runtime] threads`` may ask for."""
 
 Format = Literal["safetensors", "state_dict", "torch_export", "onnx"]
 DOutput = Literal["logit", "probability", "critic"]
@@ -190,6 +192,9 @@ class RuntimeSpec(_Strict):
                    from torch by float rounding (~1e-6).
     precision:     ``float32`` (default) or ``bfloat16``: bf16 autocast on the torch networks, float32 outputs.
                    Changes logits well beyond float rounding (recorded at load, not checked against a tolerance).
+    threads:       CPU threads torch uses while the engine steps this model's pools (and onnxruntime's threads with
+                   ``forward = "onnxruntime"``); unset: the process's setting (``serve --torch-threads``). Small
+                   networks run faster on one thread (:mod:`service.registry.runtime`).
 
     At most one of compile, forward and precision may differ from its default (each replaces how the same torch
     networks run); forward / precision need at least one torch network (``format`` other than ``onnx``).
@@ -199,6 +204,7 @@ class RuntimeSpec(_Strict):
     compile: StrictBool = DEFAULT_COMPILE
     forward: Forward = DEFAULT_FORWARD
     precision: Precision = DEFAULT_PRECISION
+    threads: Annotated[int, Field(strict=True, ge=1, le=MAX_RUNTIME_THREADS)] | None = None
 
 
 SamplerDefaults = dict[str, Any]  # values checked by Manifest._samplers: finite int | float

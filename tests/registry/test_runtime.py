@@ -172,7 +172,7 @@ def test_runtime_defaults_to_auto_without_compile(tmp_path: Path) -> None:
         ({"memory_format": "cl"}, "runtime.memory_format", ["'cl'", "'auto'", "'contiguous'", "'channels_last'"]),
         ({"compile": "yes"}, "runtime.compile", ["'yes'", "boolean"]),
         ({"compile": 1}, "runtime.compile", ["1", "boolean"]),
-        ({"threads": 2}, "runtime.threads", ["unknown field"]),
+        ({"workers": 2}, "runtime.workers", ["unknown field"]),
     ],
 )
 def test_bad_runtime_values_name_the_file_field_value_and_what_is_allowed(
