@@ -64,6 +64,7 @@ from benchmarks.speed_work import (
     ceiling_fn,
     reference_mh_fn,
 )
+from service.allocator import tune_malloc
 
 SAMPLER_NAMES = ("raw", "mh", "rep", "ddls", "drs", "sir")
 FULL_BATCHES = (1, 16, 64, 256, 1024)
@@ -333,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-eval-s", type=float, help="skip a batch size when one ceiling evaluation takes longer")
     p.add_argument("--max-call-s", type=float, help="skip a configuration when one sampler call takes longer")
     p.add_argument("--threads", type=int, help="torch.set_num_threads before measuring")
+    p.add_argument("--malloc", choices=("tuned", "system"), default="tuned",
+                   help="tuned (default): glibc thresholds as `gansampler-server serve` sets them "
+                        "(service/allocator.py); system: glibc's defaults")
     p.add_argument("--drs-tries", type=int, help=f"DRS max tries per output (default: the model's; quick {QUICK_DRS_TRIES})")
     p.add_argument("--block-proposals", type=int,
                    help="proposal rows per network call of mh/drs/sir (default: the service's; 1: one step per call)")
@@ -347,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc = tune_malloc() if args.malloc == "tuned" else None
     device = torch.device(args.device)
     q = args.quick
     batches = args.batches or (QUICK_BATCHES if q else FULL_BATCHES)
@@ -356,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     models = [DEMO_MODELS[name](device) for name in args.models or (QUICK_MODELS if q else list(DEMO_MODELS))]
     info = machine_info(device)
+    info["malloc"] = "glibc defaults" if malloc is None else ("tuned: " if malloc.applied else "not tuned: ") + malloc.reason
     skipped: list[tuple[str, str, int]] = []
     rows = run_benchmark(
         models, args.samplers, batches, device=device, rounds=rounds, target_s=target_s, max_eval_s=max_eval_s,

@@ -45,6 +45,7 @@ from benchmarks._common import (
 )
 from benchmarks._server import start_server
 from benchmarks.speed_work import Samplers
+from service.allocator import tune_malloc
 
 HTTP_N = 256
 HTTP_STEPS = 64
@@ -88,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="torch threads here and in the server (default: torch's)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
+    tune_malloc()  # as `gansampler-server serve` does, so both sides run with the same allocator settings
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device("cpu")

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         description="torch intra-op threads for the process (None: torch's default, one per core). On a CPU host "
         "shared with other work, also set OMP_WAIT_POLICY=PASSIVE in the environment (see README)",
     )
+    malloc_tuning: bool = Field(
+        default=True,
+        description="raise glibc malloc's mmap / trim thresholds at serve start (service/allocator.py): large "
+        "per-step buffers stay in the heap (mh 1.2-1.4x on the demo models); false keeps glibc's defaults",
+    )
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), description="comma list; empty: no auth")
     admin_token: str | None = None
 

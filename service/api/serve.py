@@ -39,10 +39,17 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 def apply_process_settings(settings: Any) -> None:
     """Process-wide settings that belong to the serving process, not to an app (tests build many apps)."""
+    import logging
+
     if settings.torch_threads is not None:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+    if settings.malloc_tuning:
+        from service.allocator import tune_malloc
+
+        tuning = tune_malloc()
+        logging.getLogger(__name__).info("malloc tuning %s: %s", "on" if tuning.applied else "off", tuning.reason)
 
 
 def run(args: argparse.Namespace) -> int:
