@@ -4,8 +4,9 @@ Every step of a sampler allocates and frees the same megabyte-sized buffers (act
 thousands of rows). glibc serves allocations above its mmap threshold with a fresh ``mmap`` and unmaps them on
 ``free``, so each call faults its pages in again; its dynamic threshold only partly adapts. Setting the threshold to
 32 MiB (glibc's ceiling for it on 64-bit) and the trim threshold to 128 MiB keeps those buffers in the heap.
-Measured in ``benchmarks/speed_allocator.py`` (2-core CPU, batch 256): mh 1.3-1.4x on the 2-D MLP and 1.2-1.3x on
-the digits DCGAN, raw 1.2-1.4x on digits; the same gains as preloading tcmalloc, without preloading anything.
+Measured in ``benchmarks/speed_allocator.py`` (2-core CPU, batch 256, 3 rounds): mh 1.48x on the 2-D MLP and 1.21x
+on the digits DCGAN, raw and rep within ±5 %; preloading tcmalloc gave 1.64x and 1.23x, so most of its gain comes
+without preloading anything.
 
 The cost is memory held by the process: up to ``TRIM_THRESHOLD`` of freed heap stays mapped, and blocks below 32 MiB
 are not returned to the system until the heap shrinks.

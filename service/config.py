@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     malloc_tuning: bool = Field(
         default=True,
         description="raise glibc malloc's mmap / trim thresholds at serve start (service/allocator.py): large "
-        "per-step buffers stay in the heap (mh 1.2-1.4x on the demo models); false keeps glibc's defaults",
+        "per-step buffers stay in the heap (mh 1.2-1.5x on the demo models); false keeps glibc's defaults",
     )
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), description="comma list; empty: no auth")
     admin_token: str | None = None
