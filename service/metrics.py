@@ -149,7 +149,8 @@ class PrometheusSink:
         self.pool_max_rows = Gauge(
             "pool_max_rows",
             "Most proposal rows one step of a chain pool may evaluate on its device: on CUDA what fits the memory "
-            "budget (measured at the pool's first step, halved after an out-of-memory error), else a setting.",
+            "budget (measured at the model's warm-up, or at the first request of non-default options; halved after "
+            "an out-of-memory error), else a setting.",
             ["model", "sampler", "device"], namespace=n, registry=r,
         )
         for state in JOB_STATES:

@@ -162,8 +162,9 @@ def panels() -> list[Json]:
               unit="bytes"),
         panel("timeseries", "Step budget (rows per step)",
               "Most proposal rows one pool step may evaluate on its device (gansampler_pool_max_rows): on CUDA the "
-              "largest batch that fits the memory budget, measured at the pool's first step; a drop means a step "
-              "ran out of device memory and the limit was halved. Compare with batch fill.",
+              "largest batch that fits the memory budget, measured when the model warms up (other options: at their "
+              "first request); a drop means a step ran out of device memory and the limit was halved. Compare with "
+              "batch fill.",
               [target(f"max by (model, sampler, device) (gansampler_pool_max_rows{{{SEL}}})",
                       "{{model}} {{sampler}} {{device}}")], unit="short", min=0),
         panel("timeseries", "Model ready", "1 when a model version is loaded and serving.",
