@@ -7,6 +7,7 @@ prior proposal and MH-GAN; DDLS and REP-GAN's L2MC proposal) see the very same r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -61,10 +62,9 @@ def accept_test(log_alpha: Tensor, proposal_ok: Tensor, current_ok: Tensor, u: T
     current state any finite proposal is accepted (log alpha = +inf), so no chain stays stuck on a NaN. ``u`` (B,)
     is in (0, 1) strictly (:func:`service.samplers.rng.uniform`), so log alpha >= 0 always accepts.
     """
-    pos = torch.full_like(log_alpha, float("inf"))
-    la = torch.where(current_ok, log_alpha, pos)
-    la = torch.where(torch.isnan(la), -pos, la)
-    la = torch.where(proposal_ok, la, -pos)
+    la = torch.where(current_ok, log_alpha, math.inf)
+    la = torch.where(torch.isnan(la), -math.inf, la)
+    la = torch.where(proposal_ok, la, -math.inf)
     accept = torch.log(u) < la
     rate = torch.exp(torch.clamp(la, max=0.0))
     return AcceptTest(la, accept, rate)
@@ -149,19 +149,21 @@ class SamplerBase:
         u = uniform(s, tt, DRAW_ACCEPT).reshape(b, width)
         on = step_mask(steps, width)
         everyone = int(steps.min()) if b else 0  # steps every row runs: no masking needed before this
-        accepted = torch.zeros_like(steps)
-        nonfinite = torch.zeros_like(steps)
-        rates = []
-        logit = self.output(state).logit
+        start_logit = self.output(state).logit
+        infos = []
         for j in range(width):
             new, info = self.step(state, Prefetched(eps[:, j], u[:, j]), params, t + j)
-            act = on[:, j]
-            state = new if j < everyone else tree_where(act, new, state)
-            accepted = accepted + (info.is_accepted & act)
-            nonfinite = nonfinite + (info.is_nonfinite & act)
-            rates.append(torch.where(act, info.acceptance_rate.float(), 0.0))
-            logit = torch.where(act, info.logit, logit)
-        return state, BlockInfo(steps, accepted, nonfinite, logit, torch.stack(rates, 1))
+            state = new if j < everyone else tree_where(on[:, j], new, state)
+            infos.append(info)
+        # per-row sums over the steps each row ran, once per block (integers and selections: the values W single
+        # steps accumulate)
+        accepted = (torch.stack([i.is_accepted for i in infos], 1) & on).sum(1)
+        nonfinite = (torch.stack([i.is_nonfinite for i in infos], 1) & on).sum(1)
+        rates = torch.where(on, torch.stack([i.acceptance_rate.float() for i in infos], 1), 0.0)
+        logits = torch.stack([i.logit for i in infos], 1)
+        last = logits.gather(1, (steps - 1).clamp(min=0)[:, None]).squeeze(1)
+        logit = torch.where(steps > 0, last, start_logit)
+        return state, BlockInfo(steps, accepted, nonfinite, logit, rates)
 
     def steps_left(self, state: Any, params: Any, t: Tensor, n_steps: Tensor) -> Tensor:
         """(B,) int64 steps each row still runs under the default ``done`` rule ``t >= n_steps``."""
