@@ -98,7 +98,11 @@ class ModelHub:
                     reg.unload(name, version)
                     raise RegistryError(f"{model.manifest_path}: warm-up failed: {type(exc).__name__}: {exc}") from exc
                 if self._on_loaded is not None:
-                    self._on_loaded(model)
+                    try:
+                        self._on_loaded(model)
+                    except Exception:  # sizing is an optimisation: the first request sizes what this did not
+                        log.warning("model %s on %s: warm-up step sizing failed; pools are sized at first use",
+                                    mid, model.device, exc_info=True)
                 self.sink.record_model_load(mid, model.load_seconds, time.perf_counter() - t0)
                 loaded.append(model)
         except RegistryError as exc:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from service.api.app import create_app
 from service.api.deps import Services
@@ -101,3 +102,24 @@ async def test_nothing_is_built_at_warm_up_on_a_device_without_a_probe(toy_model
         await services.wait_loaded()
         assert not services.engine.budget.measures("cpu")
         assert services.hub._algos == {}  # no sampler was built for a probe that would not run
+
+
+async def test_a_failing_warm_up_probe_leaves_the_model_ready(toy_models: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    dev = FakeDevice(free=1000 * KIB, per_row=KIB)
+    budget = _budget(dev)
+
+    def broken(pools: object) -> None:
+        raise RuntimeError("the probe broke")
+
+    monkeypatch.setattr(budget, "prepare", broken)
+    app = create_app(Settings(models_dir=toy_models, data_dir=tmp_path), sink=NullSink(), budget=budget)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        await services.wait_loaded()
+        assert services.hub.readiness()[1]["gauss@1"] == "ready"
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            r = await client.post("/v1/samples/mh", json={"model": "gauss", "n": 2, "steps": 3, "seed": 1})
+            assert r.status_code == 200, r.text
+        assert budget.probes  # sized at first use instead
