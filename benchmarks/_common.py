@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -132,6 +132,21 @@ def interleaved(
         for name in names if r % 2 == 0 else reversed(names):
             out[name].append(timed(fns[name], device))
     return out
+
+
+_T = TypeVar("_T")
+
+
+def repeated(fn: Callable[[], _T], n: int) -> Callable[[], _T]:
+    """``fn`` called ``n`` (>= 1) times in a row, as one timed call; returns the last call's result."""
+
+    def run() -> _T:
+        out = fn()
+        for _ in range(n - 1):
+            out = fn()
+        return out
+
+    return run
 
 
 def median(xs: Sequence[float]) -> float:

@@ -51,6 +51,7 @@ from benchmarks._common import (
     markdown_table,
     median,
     paired_ratio,
+    repeated,
     timed,
     write_report,
 )
@@ -178,14 +179,8 @@ def measure(
     long = t_call > LONG_CALL_S  # long calls: fewer rounds, no extra warm-up (the counted call warmed it)
     rounds = min(rounds, LONG_ROUNDS) if long else rounds
 
-    def repeat(fn: Callable[[], object]) -> Callable[[], None]:
-        def call() -> None:
-            for _ in range(inner):
-                fn()
-
-        return call
-
-    fns: dict[str, Callable[[], object]] = {"sampler": repeat(work.sampler), "ceiling": repeat(work.ceiling)}
+    fns: dict[str, Callable[[], object]] = {"sampler": repeated(work.sampler, inner),
+                                            "ceiling": repeated(work.ceiling, inner)}
     k = samplers.default_steps(model, sampler)
     ref_k = k
     if reference and sampler == "mh":
@@ -194,11 +189,11 @@ def measure(
         fns["reference"] = reference_mh_fn(model.pair, ref_k, device)
     wide_evals = 0
     if work.single is not None:
-        fns["single"] = repeat(work.single)
+        fns["single"] = repeated(work.single, inner)
         if work.width > 1:  # the bare network at the batch the blocks really evaluate
             wide_evals = max(1, math.ceil(work.evals / work.width))
-            fns["wide"] = repeat(ceiling_fn(model.pair, batch * work.width, wide_evals,
-                                            sampler in GRAD_SAMPLERS, device))
+            fns["wide"] = repeated(ceiling_fn(model.pair, batch * work.width, wide_evals,
+                                              sampler in GRAD_SAMPLERS, device), inner)
     times = interleaved(fns, rounds, device, warmup=not long)
     # Quote both sides at the default length. A sampler that evaluates more G rows than its ceiling in a short
     # timed run (the driver runs one extra, masked step for sir) pays that excess once per run, not per step.

@@ -51,6 +51,7 @@ from benchmarks._common import (
     interleaved,
     machine_info,
     markdown_table,
+    repeated,
     write_report,
 )
 from benchmarks._common import median as _median
@@ -169,24 +170,6 @@ def _threads(n: int, fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
     return run
 
 
-def _repeat_any(fn: Callable[[], object], n: int) -> Callable[[], None]:
-    def run() -> None:
-        for _ in range(n):
-            fn()
-
-    return run
-
-
-def _repeat(fn: Callable[[], Tensor], n: int) -> Callable[[], Tensor]:
-    def run() -> Tensor:
-        out = fn()
-        for _ in range(n - 1):
-            out = fn()
-        return out
-
-    return run
-
-
 def network_levers(model: DemoModel, batch: int, grad: bool, compile_: bool, tmp: Path) -> list[list[object]]:
     dev = torch.device("cpu")
     pair = model.pair
@@ -222,11 +205,11 @@ def network_levers(model: DemoModel, batch: int, grad: bool, compile_: bool, tmp
     for name, f in cands.items():
         with _channels_last([pair.generator, pair.logit]) if name == "channels_last" else contextlib.nullcontext():
             diffs[name] = float((f().float() - ref).abs().max())
-    timed_fns = {n: _repeat(f, reps) for n, f in cands.items() if n != "channels_last"}
+    timed_fns = {n: repeated(f, reps) for n, f in cands.items() if n != "channels_last"}
     times = interleaved(timed_fns, ROUNDS, dev)
     if "channels_last" in cands:
         with _channels_last([pair.generator, pair.logit]):
-            times["channels_last"] = interleaved({"cl": _repeat(eager, reps)}, ROUNDS, dev)["cl"]
+            times["channels_last"] = interleaved({"cl": repeated(eager, reps)}, ROUNDS, dev)["cl"]
     base = _median(times["eager"])
     rows = []
     for name in cands:
@@ -268,7 +251,7 @@ def rng_levers(batches: Sequence[int], latent: tuple[int, ...], compile_: bool) 
             out = f()
             diffs[name] = max(float((a - b).abs().max()) for a, b in zip(out, ref, strict=True))
         reps = 20
-        times = interleaved({n: _repeat_any(f, reps) for n, f in cands.items()}, ROUNDS, dev)
+        times = interleaved({n: repeated(f, reps) for n, f in cands.items()}, ROUNDS, dev)
         base = _median(times["rng (current)"])
         for name in cands:
             tm = _median(times[name])

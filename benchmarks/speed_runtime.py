@@ -61,6 +61,7 @@ from benchmarks._common import (
     markdown_table,
     median,
     paired_ratio,
+    repeated,
     timed,
 )
 from service.registry import LoadedModel, Registry
@@ -192,23 +193,13 @@ def _threads(model: LoadedModel, fn: Callable[[], Tensor]) -> Callable[[], Tenso
     return run
 
 
-def _repeat(fn: Callable[[], Tensor], reps: int) -> Callable[[], Tensor]:
-    def run() -> Tensor:
-        out = fn()
-        for _ in range(reps - 1):
-            out = fn()
-        return out
-
-    return run
-
-
 def measure(fns: dict[str, Callable[[], Tensor]], rounds: int, target_s: float, device: torch.device,
             baseline: str = BASELINE) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """(ms per call, speed-up vs ``baseline``, max |Δ| vs ``baseline``) of each candidate, interleaved."""
     outs = {name: fn() for name, fn in fns.items()}  # warm-up, and the results compared
     one = timed(fns[baseline], device)
     reps = max(1, round(target_s / max(one, 1e-6)))
-    times = interleaved({n: _repeat(f, reps) for n, f in fns.items()}, rounds, device, warmup=False)
+    times = interleaved({n: repeated(f, reps) for n, f in fns.items()}, rounds, device, warmup=False)
     ref = outs[baseline].double()
     ms = {n: median(t) / reps * 1e3 for n, t in times.items()}
     speedup = {n: paired_ratio(times[baseline], t) for n, t in times.items()}
