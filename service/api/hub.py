@@ -178,8 +178,12 @@ class ModelHub:
                 algo = self.algo(model, name, options)
             except UnsupportedPairError:
                 continue
-            pools.append((PoolKey(model.id, name, options, model.device, self.generation(model)), algo))
+            pools.append((self.pool_key(model, name, options), algo))
         return pools
+
+    def pool_key(self, model: LoadedModel, sampler: str, options: Any) -> PoolKey:
+        """The engine pool of ``sampler`` with ``options`` over this loaded copy (requests and warm-up alike)."""
+        return PoolKey(model.id, sampler, options, model.device, self.generation(model))
 
     def generation(self, model: LoadedModel) -> int:
         """A number that changes each time a model id is loaded anew (pool keys and the sampler cache use it)."""

@@ -16,7 +16,7 @@ from service.api.errors import InvalidRequest, NotFound, TooLarge
 from service.api.hub import ModelHub
 from service.api.schemas import SAMPLER_NAMES, SampleRequest
 from service.config import Settings
-from service.engine.ticket import PoolKey, Priority, Work
+from service.engine.ticket import Priority, Work
 from service.samplers.base import SamplerParamError, UnsupportedPairError
 
 
@@ -106,7 +106,7 @@ def prepare(
     if req.diagnostics == "traces" and steps > 0:
         trace_every = max(1, math.ceil(steps / (max_trace_points - 1)))
     work = Work(
-        key=PoolKey(loaded.id, sampler, options, device, hub.generation(loaded)),
+        key=hub.pool_key(loaded, sampler, options),
         algo=algo,
         n=req.n,
         seed=seed,
