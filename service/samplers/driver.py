@@ -26,7 +26,7 @@ from service.samplers.block import (
     step_mask,
     sum_in_order,
 )
-from service.samplers.energy import energy
+from service.samplers.energy import energy, rows_finite
 from service.samplers.kernel import STEPS_KEY
 from service.samplers.rng import Streams
 
@@ -100,7 +100,7 @@ def init_stats(algo: Any, state: Any) -> ChainStats:
     out = algo.output(state)
     logit = out.logit.detach().float()
     zi = torch.zeros_like(logit, dtype=torch.int64)
-    bad = (~(torch.isfinite(logit) & torch.isfinite(out.x.detach().flatten(1)).all(1))).to(torch.int64)
+    bad = (~(torch.isfinite(logit) & rows_finite(out.x))).to(torch.int64)
     return ChainStats(zi, zi.clone(), torch.zeros_like(logit), bad, logit, logit.clone())
 
 

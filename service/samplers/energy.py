@@ -7,6 +7,7 @@ Shapes: z (B, *latent_shape); every per-row scalar is (B,).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -31,9 +32,26 @@ class Evaluation(NamedTuple):
     finite: Tensor
 
 
-def _rows_finite(x: Tensor) -> Tensor:
-    """(B,) bool: every element of the row is finite (a NaN image with a finite logit is still trouble)."""
-    return torch.isfinite(x.detach().flatten(1)).all(1)
+ELEMENTWISE_ROW_MAX = 16
+"""Rows of at most this many values are checked elementwise; longer ones by their max and min (below)."""
+
+
+def rows_finite(x: Tensor) -> Tensor:
+    """(B,) bool: every element of row ``x[i]`` is finite (a NaN image with a finite logit is still trouble).
+
+    A row is finite exactly when its max and min are: both reductions propagate NaN, and an infinity is the max or
+    the min. On a CPU ``isfinite(x).all(1)`` runs a bool pass over every element (and ``flatten`` copies a
+    channels_last image first): 276 vs 113 µs for 256 16x16 images, 4.8 vs 0.28 ms for 256 3x64x64 ones. Short rows
+    (a 2-D sample) keep the elementwise test, which is faster there.
+    """
+    x = x.detach()
+    if x.dim() == 1:
+        return torch.isfinite(x)
+    row = math.prod(x.shape[1:])
+    if row <= ELEMENTWISE_ROW_MAX:
+        return torch.isfinite(x.reshape(x.shape[0], row)).all(1)
+    dims = tuple(range(1, x.dim()))
+    return torch.isfinite(x.amax(dims)) & torch.isfinite(x.amin(dims))
 
 
 def log_prior(z: Tensor) -> Tensor:
@@ -47,7 +65,7 @@ def evaluate(pair: GanPair, z: Tensor, with_grad: bool) -> Evaluation:
         with torch.no_grad():
             x = pair.generator(z)
             logit = pair.logit(x).reshape(-1)
-        return Evaluation(x, logit, None, torch.isfinite(logit) & _rows_finite(x))
+        return Evaluation(x, logit, None, torch.isfinite(logit) & rows_finite(x))
     with torch.enable_grad():
         zg = z.detach().requires_grad_(True)
         x = pair.generator(zg)
@@ -58,7 +76,7 @@ def evaluate(pair: GanPair, z: Tensor, with_grad: bool) -> Evaluation:
             g = None
         grad = torch.zeros_like(zg) if g is None else g  # a logit that ignores z has zero gradient
     grad_ok = torch.isfinite(grad)
-    finite = torch.isfinite(logit) & grad_ok.flatten(1).all(1) & _rows_finite(x)
+    finite = torch.isfinite(logit) & grad_ok.flatten(1).all(1) & rows_finite(x)
     grad = torch.where(grad_ok, grad, 0.0)
     return Evaluation(x.detach(), logit.detach(), grad, finite)
 

@@ -92,3 +92,26 @@ def test_chains_leave_a_nan_initial_state(name: str) -> None:
 def test_mh_real_init_needs_holdout() -> None:
     with pytest.raises(UnsupportedPairError, match="held-out"):
         make("mh", PAIR, {"init": "real"})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(6, 1, 16, 16), (6, 3, 9, 7), (6, 40), (6, 2)])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_rows_finite_finds_one_bad_value_anywhere(dtype: torch.dtype, shape: tuple[int, ...], value: float) -> None:
+    """The per-row check (max and min for long rows) agrees with the elementwise one, in any memory layout, for a
+    single non-finite value at every position of a row."""
+    from service.samplers.energy import rows_finite
+
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(shape, generator=g).to(dtype)
+    layouts = [base]
+    if base.dim() == 4:
+        layouts.append(base.contiguous(memory_format=torch.channels_last))
+    for x0 in layouts:
+        assert rows_finite(x0).all()
+        row = x0[0].numel()
+        for pos in range(0, row, max(1, row // 37)):
+            x = x0.clone()  # keeps x0's layout
+            x[(2, *(int(i) for i in torch.unravel_index(torch.tensor(pos), x.shape[1:])))] = value
+            expect = torch.tensor([True, True, False, True, True, True])
+            assert torch.equal(rows_finite(x), expect), (pos, x0.stride())
