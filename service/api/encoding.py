@@ -2,6 +2,9 @@
 
 Shapes: ``x`` (n, *output_shape) float32 in the model's output range ``(lo, hi)``; an image is (C, H, W) with
 C ∈ {1, 3}.
+
+The arithmetic here is numpy's, not torch's: a large body is encoded in a pool thread, and a parallel torch op there
+would start a second OpenMP team beside the device worker's (``service.engine.threads``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def can_png(kind: str, shape: tuple[int, ...]) -> str | None:
 def to_png(x: Tensor, value_range: tuple[float, float]) -> list[str]:
     """(n, C, H, W) -> n base64 PNG strings, mapping ``value_range`` to 0..255."""
     lo, hi = value_range
-    u8 = ((x.float() - lo) / (hi - lo) * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    scaled = (_host_f32(x) - np.float32(lo)) / np.float32(hi - lo) * np.float32(255.0)
+    u8 = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
     out = []
     for img in u8:
         mode = PNG_CHANNELS[img.shape[0]]
@@ -46,10 +50,18 @@ def to_png(x: Tensor, value_range: tuple[float, float]) -> list[str]:
 
 def to_lists(x: Tensor) -> list[Any]:
     """(n, ...) -> nested lists of Python floats (non-finite values as None, which JSON can carry)."""
-    x = x.detach().float().cpu()
-    if bool(torch.isfinite(x).all()):  # the usual case: no per-element walk over the lists
-        return x.tolist()
-    return _finite_or_none(x.tolist())
+    a = _host_f32(x)
+    if bool(np.isfinite(a).all()):  # the usual case: no per-element walk over the lists
+        return a.tolist()
+    return _finite_or_none(a.tolist())
+
+
+def _host_f32(x: Tensor) -> np.ndarray:
+    """``x`` as a float32 numpy array on the host (no copy when it already is one)."""
+    t = x.detach().cpu()
+    if t.dtype == torch.bfloat16:  # numpy has no bfloat16 (a model run with precision = "bfloat16")
+        t = t.float()
+    return t.numpy().astype(np.float32, copy=False)
 
 
 def _finite_or_none(v: Any) -> Any:
@@ -71,9 +83,9 @@ def to_npz(samples: Tensor, z: Tensor, logit: Tensor, meta: dict[str, Any]) -> b
     """The npz body: ``samples`` (n, *shape) float32, ``z`` (n, *latent), ``logit_final`` (n,), ``meta.json``."""
     buf = io.BytesIO()
     arrays: dict[str, Any] = {
-        "samples": samples.detach().float().cpu().numpy(),
-        "z": z.detach().float().cpu().numpy(),
-        "logit_final": logit.detach().float().cpu().numpy(),
+        "samples": _host_f32(samples),
+        "z": _host_f32(z),
+        "logit_final": _host_f32(logit),
         "meta.json": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
     }
     np.savez(buf, **arrays)
