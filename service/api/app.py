@@ -57,7 +57,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settle_thread_count()  # the event loop's torch thread count, before a worker switches its own per model
+        threads = settle_thread_count()  # the event loop's torch thread count, before a worker switches its own
         engine = Engine(EngineConfig.from_settings(settings), sink, observer, budget)
         engine.start()
 
@@ -71,13 +71,13 @@ def create_app(
         store = await asyncio.to_thread(JobStore, settings.data_dir)
         manager = JobManager(store, engine, _job_prepare(hub, settings), _job_render, settings.max_running_jobs,
                              settings.job_progress_interval_s)
-        services = Services(settings, sink, engine, hub, manager)
+        services = Services(settings, sink, engine, hub, manager, compute_threads=threads)
         app.state.services = services
         await manager.start(services.loaded)
 
         async def load() -> None:
             try:
-                await asyncio.to_thread(hub.start)
+                await services.model_work(hub.start)
             finally:
                 services.loaded.set()
                 engine.gauges.models_ready = {m: s == "ready" for m, s in hub.readiness()[1].items()}

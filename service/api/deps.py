@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
@@ -15,6 +16,9 @@ from service.config import Settings
 from service.engine.engine import Engine
 from service.engine.jobs import JobManager
 from service.engine.stats import StatsSink
+from service.engine.threads import in_own_thread
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,9 +31,15 @@ class Services:
     hub: ModelHub
     jobs: JobManager
     loaded: asyncio.Event = field(default_factory=asyncio.Event)
+    compute_threads: int | None = None  # torch CPU threads of the device workers (and of model loading)
 
     async def wait_loaded(self) -> None:
         await self.loaded.wait()
+
+    async def model_work(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` that runs the networks (load, reload, calibrate): in a thread of its own that ends with it,
+        on the device workers' CPU threads (:func:`service.engine.threads.in_own_thread`)."""
+        return await in_own_thread(fn, *args, threads=self.compute_threads)
 
 
 async def get_services(request: Request) -> Services:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import torch
 
@@ -35,3 +39,46 @@ def settle_thread_count() -> int:
     """Make the calling thread take the process default now (torch initialises a thread's count at its first use),
     so that a later :func:`torch_threads` in another thread cannot change it. Returns the count."""
     return torch.get_num_threads()
+
+
+# --- one OpenMP team per process -------------------------------------------------------------------------------
+#
+# A thread that runs a parallel torch op on the CPU keeps an OpenMP team of ``torch.get_num_threads() - 1`` helper
+# threads for as long as it lives. Once the process holds more OpenMP threads than there are cores, libgomp stops
+# spinning between parallel regions (its "throttled" mode) and every region pays a futex wake-up: measured on the
+# project's 2-core box, a device worker's raw step on the 2-D MLP at 256 rows took 1.2 ms instead of 0.72 ms after
+# the model loader's thread had run the model once (``benchmarks/speed_findings.md``, §B). So, besides the device
+# workers, a thread that runs the networks ends with that work (model loading: :func:`in_own_thread`), and response
+# encoding (``service.api.encoding``) works in numpy, which starts no OpenMP team.
+
+T = TypeVar("T")
+
+
+async def in_own_thread(fn: Callable[..., T], *args: Any, threads: int | None = None) -> T:
+    """Await ``fn(*args)`` run in a new thread that ends with it (its OpenMP team ends too), with torch on
+    ``threads`` CPU threads (None: the process default). Exceptions propagate to the awaiting task."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if done.cancelled():
+            return
+        if ok:
+            done.set_result(value)
+        else:
+            done.set_exception(value)
+
+    def body() -> None:
+        try:
+            with torch_threads(threads):
+                value = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            ok, value = False, exc
+        else:
+            ok = True
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown): nobody is waiting
+            loop.call_soon_threadsafe(settle, ok, value)
+
+    threading.Thread(target=body, name=f"gansampler-{getattr(fn, '__name__', 'task')}", daemon=True).start()
+    return await done
+

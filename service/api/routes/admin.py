@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Literal
 
 from fastapi import APIRouter, Depends
@@ -30,7 +31,7 @@ async def load(name: str, version: int, services: ServicesDep) -> AdminResult:
     e = hub.entry(f"{name}@{version}")
     if e.state == "ready":
         raise Conflict(f"model {e.id} is already loaded", "version")
-    await asyncio.to_thread(hub.load, name, version)
+    await services.model_work(hub.load, name, version)
     return _describe(services, name, version, "load")
 
 
@@ -44,7 +45,7 @@ async def unload(name: str, version: int, services: ServicesDep) -> AdminResult:
 @router.post("/models/{name}/{version}:reload", response_model=AdminResult, summary="Re-read files and reload")
 async def reload(name: str, version: int, services: ServicesDep) -> AdminResult:
     services.hub.entry(f"{name}@{version}")
-    await asyncio.to_thread(services.hub.reload, name, version)
+    await services.model_work(services.hub.reload, name, version)
     return _describe(services, name, version, "reload")
 
 
@@ -56,8 +57,8 @@ async def calibrate(name: str, version: int, services: ServicesDep, method: Cali
     from service.registry.calibrate import calibrate_version
 
     e = services.hub.entry(f"{name}@{version}")
-    res = await asyncio.to_thread(calibrate_version, e.path, method, device=services.hub.devices[0])
-    await asyncio.to_thread(services.hub.reload, name, version)
+    res = await services.model_work(partial(calibrate_version, e.path, method, device=services.hub.devices[0]))
+    await services.model_work(services.hub.reload, name, version)
     result = _describe(services, name, version, "calibrate")
     result.calibration = {"method": res.calibration.method, **res.report._asdict(), "logit_max": res.logit_max}
     return result
