@@ -69,6 +69,7 @@ async def in_own_thread(fn: Callable[..., T], *args: Any, threads: int | None = 
             done.set_exception(value)
 
     def body() -> None:
+        value: Any
         try:
             with torch_threads(threads):
                 value = fn(*args)
