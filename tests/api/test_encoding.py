@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 
+import numpy as np
 import torch
+from PIL import Image
 
-from service.api.encoding import to_lists
+from service.api.encoding import to_lists, to_npz, to_png
 
 
 def test_finite_samples_are_plain_float_lists() -> None:
@@ -19,3 +23,28 @@ def test_finite_samples_are_plain_float_lists() -> None:
 def test_non_finite_values_become_none_at_any_depth() -> None:
     x = torch.tensor([[[0.5, math.nan]], [[math.inf, -math.inf]], [[1.0, 2.0]]])
     assert to_lists(x) == [[[0.5, None]], [[None, None]], [[1.0, 2.0]]]
+
+
+def _decode(png_b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(png_b64))))
+
+
+def test_png_maps_the_value_range_to_0_255_with_rounding_and_clipping() -> None:
+    # (1, 1, 1, 7) in range (-1, 1): ends, the midpoint, out-of-range values, and values that round half to even
+    v = [-1.0, 1.0, 0.0, -3.0, 2.5, -1.0 + 2 * 0.5 / 255, -1.0 + 2 * 1.5 / 255]
+    x = torch.tensor(v, dtype=torch.float32).reshape(1, 1, 1, 7)
+    got = _decode(to_png(x, (-1.0, 1.0))[0])
+    expect = ((x - -1.0) / 2.0 * 255.0).round().clamp(0, 255).to(torch.uint8).reshape(1, 7).numpy()
+    assert got.tolist() == expect.tolist()
+    assert got[0, :5].tolist() == [0, 255, 128, 0, 255]
+
+
+def test_rgb_png_keeps_channels_and_bfloat16_samples_encode() -> None:
+    x = torch.zeros(2, 3, 2, 2)
+    x[1, 0] = 1.0  # red, fully on, in range (0, 1)
+    pngs = to_png(x.bfloat16(), (0.0, 1.0))
+    img = _decode(pngs[1])
+    assert img.shape == (2, 2, 3) and img[..., 0].min() == 255 and img[..., 1:].max() == 0
+    assert to_lists(x.bfloat16()) == x.tolist()
+    with np.load(io.BytesIO(to_npz(x.bfloat16(), torch.zeros(2, 4), torch.zeros(2), {"a": 1}))) as z:
+        assert z["samples"].dtype == np.float32 and z["samples"].shape == (2, 3, 2, 2)
