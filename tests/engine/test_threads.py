@@ -6,20 +6,34 @@ import asyncio
 import os
 import sys
 import threading
+import time
 
 import pytest
 import torch
 
-from service.engine.threads import in_own_thread
+from service.engine.threads import in_own_thread, torch_threads
+
+TEAM = 2
+"""torch threads of the team under test (explicit: an earlier test may have left torch's process default at 1)."""
 
 
 def _parallel_op() -> int:
-    torch.ones(1 << 21).add_(1.0).sum()  # far above torch's grain size: runs on an OpenMP team
+    with torch_threads(TEAM):
+        torch.ones(1 << 21).add_(1.0).sum()  # far above torch's grain size: runs on an OpenMP team
     return threading.get_ident()
 
 
-def _os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+def _os_threads() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
+
+
+async def _new_threads_left(before: set[str], patience_s: float = 5.0) -> set[str]:
+    """Threads started since ``before`` that are still there once the ones ending have had ``patience_s`` to go
+    (threads of other tests may end meanwhile; only new ones count)."""
+    deadline = time.monotonic() + patience_s
+    while (new := _os_threads() - before) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return new
 
 
 def test_in_own_thread_returns_from_a_thread_that_has_ended() -> None:
@@ -58,17 +72,17 @@ def test_in_own_thread_hands_the_exception_to_the_caller() -> None:
 def test_its_openmp_team_ends_with_it_unlike_a_pool_thread() -> None:
     """The point of the helper: a pool thread that ran a parallel torch op keeps an OpenMP team alive beside the
     device workers'; a thread of its own takes its team with it."""
-    if torch.get_num_threads() < 2:
-        pytest.skip("needs torch on 2 or more threads")
+    if (os.cpu_count() or 1) < TEAM:
+        pytest.skip(f"needs {TEAM} or more cores")
 
-    async def main() -> tuple[int, int, int]:
-        start = _os_threads()
+    async def main() -> tuple[set[str], set[str]]:
+        before = _os_threads()
         await in_own_thread(_parallel_op)
-        await asyncio.sleep(0.05)  # the thread's exit and its team's teardown
-        own = _os_threads()
+        own = await _new_threads_left(before)
+        before = _os_threads()
         await asyncio.to_thread(_parallel_op)
-        return start, own, _os_threads()
+        return own, _os_threads() - before
 
-    start, own, pooled = asyncio.run(main())
-    assert own == start
-    assert pooled >= start + 2  # the pool thread and its team's helpers, still there
+    own, pooled = asyncio.run(main())
+    assert own == set()
+    assert len(pooled) >= 2  # the pool thread and its team's helpers, still there
