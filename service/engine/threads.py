@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,29 +57,16 @@ T = TypeVar("T")
 async def in_own_thread(fn: Callable[..., T], *args: Any, threads: int | None = None) -> T:
     """Await ``fn(*args)`` run in a new thread that ends with it (its OpenMP team ends too), with torch on
     ``threads`` CPU threads (None: the process default). Exceptions propagate to the awaiting task."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if done.cancelled():
-            return
-        if ok:
-            done.set_result(value)
-        else:
-            done.set_exception(value)
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def body() -> None:
-        value: Any
+        if not done.set_running_or_notify_cancel():  # running: the caller can no longer cancel it
+            return
         try:
             with torch_threads(threads):
-                value = fn(*args)
+                done.set_result(fn(*args))
         except BaseException as exc:  # handed to the awaiting task
-            ok, value = False, exc
-        else:
-            ok = True
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown): nobody is waiting
-            loop.call_soon_threadsafe(settle, ok, value)
+            done.set_exception(exc)
 
     threading.Thread(target=body, name=f"gansampler-{getattr(fn, '__name__', 'task')}", daemon=True).start()
-    return await done
-
+    return await asyncio.wrap_future(done)
