@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from service.registry.errors import ManifestError
 from service.registry.loaders import Network
+from service.samplers.energy import rows_finite
 
 Fn = Callable[[Tensor], Tensor]
 Latents = Callable[[int], Tensor]
@@ -224,9 +225,7 @@ def autocast_bf16(fn: Fn, device_type: str) -> Fn:
 
 def _newly_nonfinite(out: Tensor, ref: Tensor) -> int:
     """Rows (of a (B, ...) pair) finite in ``ref`` but not in ``out``."""
-    fo = torch.isfinite(out.flatten(1)).all(1) if out.dim() > 1 else torch.isfinite(out)
-    fr = torch.isfinite(ref.flatten(1)).all(1) if ref.dim() > 1 else torch.isfinite(ref)
-    return int((fr & ~fo).sum())
+    return int((rows_finite(ref) & ~rows_finite(out)).sum())
 
 
 def _finite_diff(a: Tensor, b: Tensor) -> float:
