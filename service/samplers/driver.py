@@ -100,7 +100,7 @@ def init_stats(algo: Any, state: Any) -> ChainStats:
     out = algo.output(state)
     logit = out.logit.detach().float()
     zi = torch.zeros_like(logit, dtype=torch.int64)
-    bad = (~(torch.isfinite(logit) & rows_finite(out.x))).to(torch.int64)
+    bad = (~rows_finite(logit, out.x)).to(torch.int64)
     return ChainStats(zi, zi.clone(), torch.zeros_like(logit), bad, logit, logit.clone())
 
 

@@ -115,3 +115,25 @@ def test_rows_finite_finds_one_bad_value_anywhere(dtype: torch.dtype, shape: tup
             x[(2, *(int(i) for i in torch.unravel_index(torch.tensor(pos), x.shape[1:])))] = value
             expect = torch.tensor([True, True, False, True, True, True])
             assert torch.equal(rows_finite(x), expect), (pos, x0.stride())
+
+
+@pytest.mark.parametrize("bad_in", ["logit", "grad", "x", "none"])
+def test_rows_finite_of_several_tensors_is_the_and_of_each(bad_in: str) -> None:
+    """A step checks its logit (B,), gradient (B, *latent) and sample (B, *output) in one call: a row is finite when
+    it is in all three, whatever their dtypes. A float64 value beyond float32's range is finite and stays so (the
+    columns are compared in the widest dtype, not cast down to infinity)."""
+    from service.samplers.energy import rows_finite
+
+    g = torch.Generator().manual_seed(5)
+    logit = torch.randn(7, generator=g, dtype=torch.float64)
+    logit[1] = 1e300
+    grad = torch.randn(7, 2, generator=g)
+    x = torch.randn(7, 1, 8, 8, generator=g).to(torch.bfloat16)
+    for name, t in (("logit", logit), ("grad", grad), ("x", x)):
+        if name == bad_in:
+            t.view(7, -1)[4, -1] = float("nan")
+    expect = torch.tensor([i != 4 or bad_in == "none" for i in range(7)])
+    separate = rows_finite(logit) & rows_finite(grad) & rows_finite(x)
+    assert torch.equal(separate, expect)
+    assert torch.equal(rows_finite(logit, grad, x), expect)
+    assert torch.equal(rows_finite(x, logit, grad), expect)
