@@ -80,3 +80,30 @@ def test_sampler_specific_summaries() -> None:
     assert s["logit_max"] == 2.0 and s["exhausted"] == 0
     assert math.isclose(s["realised_acceptance"], 50 / int(drs.extras["tries"].sum()))
     json.dumps(s, allow_nan=False)
+
+
+def test_summary_and_chain_list_run_no_torch_op() -> None:
+    """The server's event loop summarizes every response while its device worker steps other requests; a torch op
+    there releases the GIL and can wait for the worker to give it back, so the summary and per-chain levels (everything
+    but ``traces``) must not dispatch a single torch op."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    ops: list[str] = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func is not torch.ops.aten.detach.default:
+                ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    for name in ("mh", "drs", "sir", "ddls"):
+        algo = make(name, gaussian_target_pair())
+        r = run(algo, seed=62, n=5, steps=12)
+        ops.clear()
+        with Record():
+            d = summarize(r.stats, r.extras, exact=algo.exact(), chains=True)
+        assert ops == [], (name, ops)
+        assert len(d["chains"]) == 5 and d["proposals"] == int(r.stats.proposals.sum())
+        with Record():
+            summarize(r.stats, r.extras, exact=algo.exact(), chains=True, curve=r.curve)
+        assert ops, "the recorder sees torch ops (the curve is thinned with torch)"
