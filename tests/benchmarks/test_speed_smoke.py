@@ -41,9 +41,11 @@ def test_ratio_is_sampler_over_ceiling_throughput() -> None:
     row = speed.Row(
         model="m", sampler="mh", batch=4, evals=10, inner=1, evals_per_output=641, g_evals=10,
         sampler_s=2.0, ceiling_s=1.0, ratio=0.5, sampler_samples_s=4 * 10 / 641 / 2.0,
-        ceiling_samples_s=4 * 10 / 641 / 1.0, reference_samples_s=0.01,
+        ceiling_samples_s=4 * 10 / 641 / 1.0, reference_samples_s=0.01, wide_ceiling_samples_s=0.2,
     )
     assert row.speedup == pytest.approx(row.sampler_samples_s / 0.01)
     assert row.ceiling_speedup == pytest.approx(row.ceiling_samples_s / 0.01)
+    assert row.block_ceiling_speedup == pytest.approx(20.0)
     table = speed.summary([row], batch=4)
-    assert "| m | 0.50 |" in table
+    assert "| m | 0.50 | 3.1x | 20.0x |" in table
+    assert speed.Row(**{**row.__dict__, "wide_ceiling_samples_s": None}).block_ceiling_speedup is None
