@@ -109,43 +109,48 @@ class SirSampler(SamplerBase):
     def step_block(
         self, state: SirState, streams: Streams, params: Any, t: Tensor, steps: Tensor, width: int
     ) -> tuple[SirState, BlockInfo]:
-        """``steps`` (B,) candidates per row with one G + D call; the reservoir update runs candidate by candidate
-        on (B,) tensors, exactly as :meth:`step` does. A step the row does not run has weight 0, which leaves the
-        sums and the kept candidate unchanged."""
+        """``steps`` (B,) candidates per row with one G + D call, the same reservoir as :meth:`step` candidate by
+        candidate, bit for bit. A step the row does not run has weight 0, which leaves the sums and the kept candidate
+        unchanged.
+
+        Only the running log-sums are sequential (they must add in step order); both run in one loop as a (B, 2)
+        pair, then every candidate's selection probability and draw are computed at once: 13 small kernels per
+        candidate instead of 32. The kept candidate's finiteness needs no loop either: a finite candidate is taken
+        for sure while none is kept (its probability is 1) and a non-finite one never is (weight 0), so before
+        candidate j a finite one is kept exactly when the state's was or some earlier candidate was finite.
+        """
         cand = self.candidates(streams, t, width)
         on = step_mask(steps, width)
         fin = cand.finite & on
         lw = _log_weight(cand.logit, fin)
-        log_u = torch.log(cand.u)
-        lws, lw2, kept_finite = state.log_w_sum, state.log_w2_sum, state.finite
-        sel = torch.full_like(steps, -1)
-        index = torch.arange(width, device=steps.device)
-        zero = torch.zeros_like(lws)
-        log_ps, takes = [], []
+        acc = torch.stack((state.log_w_sum, state.log_w2_sum), 1)
+        inc = torch.stack((lw, 2.0 * lw), 2)  # (B, W, 2): the weight and its square, in log space
+        sums = []
         for j in range(width):
-            lws = logaddexp(lws, lw[:, j])
-            log_p = torch.nan_to_num(lw[:, j] - lws, nan=float("-inf"))
-            log_p = torch.where(fin[:, j] & ~kept_finite, zero, log_p)
-            take = log_u[:, j] < log_p
-            kept_finite = kept_finite | take  # only a finite candidate is ever kept
-            lw2 = logaddexp(lw2, 2.0 * lw[:, j])
-            sel = torch.where(take, index[j], sel)
-            log_ps.append(log_p)
-            takes.append(take)
-        rates = torch.where(on, torch.exp(torch.stack(log_ps, 1)), 0.0).float()
+            acc = logaddexp(acc, inc[:, j])
+            sums.append(acc)
+        lws = torch.stack(sums, 1)[:, :, 0]  # (B, W) Σw after each candidate
+        log_p = torch.nan_to_num(lw - lws, nan=float("-inf"))  # -inf - -inf: no finite candidate yet
+        earlier = (torch.cumsum(fin, 1) - fin.to(torch.int64)) > 0  # a finite candidate before j
+        kept_before = state.finite[:, None] | earlier
+        log_p = torch.where(fin & ~kept_before, torch.zeros_like(log_p), log_p)
+        takes = torch.log(cand.u) < log_p
+        index = torch.arange(width, device=steps.device)
+        sel = torch.where(takes, index, -1).amax(1)  # the last candidate taken, -1: none
+        rates = torch.where(on, torch.exp(log_p), 0.0).float()
         logit = pick(sel, cand.logit, state.logit)
         new = SirState(
             z=pick(sel, cand.z, state.z),
             x=pick(sel, cand.x, state.x),
             logit=logit,
-            finite=kept_finite,
-            log_w_sum=lws,
-            log_w2_sum=lw2,
+            finite=state.finite | fin.any(1),
+            log_w_sum=acc[:, 0],
+            log_w2_sum=acc[:, 1],
             log_w_max=torch.maximum(state.log_w_max, lw.max(1).values),
         )
         info = BlockInfo(
             steps=steps,
-            accepted=torch.stack(takes, 1).sum(1),
+            accepted=takes.sum(1),
             nonfinite=(on & ~cand.finite).sum(1),
             logit=logit,
             rates=rates,
