@@ -16,9 +16,10 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
+
+from service.samplers.diagnostics import host_array
 
 NPZ_MEDIA_TYPE = "application/x-npz"
 PNG_CHANNELS = {1: "L", 3: "RGB"}
@@ -57,11 +58,9 @@ def to_lists(x: Tensor) -> list[Any]:
 
 
 def _host_f32(x: Tensor) -> np.ndarray:
-    """``x`` as a float32 numpy array on the host (no copy when it already is one)."""
-    t = x.detach().cpu()
-    if t.dtype == torch.bfloat16:  # numpy has no bfloat16 (a model run with precision = "bfloat16")
-        t = t.float()
-    return t.numpy().astype(np.float32, copy=False)
+    """``x`` as a float32 numpy array on the host (no copy when it already is one; bfloat16 samples of a model run
+    with precision = "bfloat16" are widened exactly)."""
+    return host_array(x).astype(np.float32, copy=False)
 
 
 def _finite_or_none(v: Any) -> Any:

@@ -4,33 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from service.api.encoding import finite_or_none, to_lists, to_npz, to_png
 from service.api.sampling import Prepared
-from service.engine.ticket import ChainResult, Traces
-from service.samplers.diagnostics import summarize
-from service.samplers.driver import Traces as DriverTraces
+from service.engine.ticket import ChainResult
+from service.samplers.diagnostics import TRACE_NAMES, curve_summary, summarize, trace_summary
 
 
 def diagnostics(prep: Prepared, r: ChainResult) -> dict[str, Any] | None:
-    """The requested level of diagnostics (``service.samplers.diagnostics.summarize``) plus ``calibrated``."""
+    """The requested level of diagnostics (``service.samplers.diagnostics.summarize``) plus ``calibrated``. Runs no
+    torch op (the event loop or a pool thread calls it: see ``summarize``)."""
     level = prep.diagnostics
     if level == "none":
         return None
-    traces, curve = (None, None) if r.traces is None else _driver_traces(r.traces)
-    out = summarize(r.stats, r.extras, exact=prep.exact, chains=level in ("chains", "traces"),
-                    traces=traces if level == "traces" else None, curve=curve if level == "traces" else None)
+    out = summarize(r.stats, r.extras, exact=prep.exact, chains=level in ("chains", "traces"))
+    if level == "traces" and r.traces is not None:
+        tr = r.traces  # the engine's (chains, points) layout
+        out.update(curve_summary(tr.curve))
+        out.update(trace_summary(tr.every, {k: getattr(tr, k) for k in TRACE_NAMES}))
     out["calibrated"] = bool(prep.model.calibrated)
     return finite_or_none(out)
-
-
-def _driver_traces(tr: Traces) -> tuple[DriverTraces, Tensor]:
-    """The engine's (chains, points) traces in the driver's (points, chains) layout."""
-    points = tr.logit.shape[1]
-    t = torch.arange(points, dtype=torch.int64) * tr.every
-    return DriverTraces(tr.every, t, tr.logit.T, tr.energy.T, tr.z_norm.T), tr.curve
 
 
 def _meta(prep: Prepared, r: ChainResult, total_s: float) -> dict[str, Any]:

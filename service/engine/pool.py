@@ -147,7 +147,7 @@ class ChainPool:
         b = self.batch
         if self.block_proposals <= 1 or b is None or not self.algo.supports_blocks():
             return 1, None
-        if any(tk.traces is not None for tk in self.tickets.values()):
+        if any(tk.tracing for tk in self.tickets.values()):
             return 1, None
         left = self.algo.steps_left(b.state, b.params, b.t, b.n_steps)
         budget = min(self.block_proposals, self.max_step_rows)
@@ -263,7 +263,7 @@ class ChainPool:
         return tickets
 
     def _trace(self, b: Batch, t_before: Tensor | None, rate: Tensor | None) -> None:
-        tracing = [tk for tk in self.tickets.values() if tk.traces is not None]
+        tracing = [tk for tk in self.tickets.values() if tk.tracing]
         if not tracing:
             return
         out = self.algo.output(b.state)

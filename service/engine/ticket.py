@@ -117,14 +117,13 @@ class Ticket:
         self.cancel_reason: str | None = None
         self._pieces: list[tuple[Tensor, ChainOutput, Any, dict[str, Tensor]]] = []
         self._retired = 0
-        self.traces: Traces | None = None
+        self.traces: Traces | None = None  # allocated by the worker at the first record (see _trace_buffers)
         self._curve_count: Tensor | None = None
-        if work.trace_every > 0:
-            length = MAX_LENGTH_FACTOR * max(work.steps, 1)  # MH-GAN's real-init restart may run past K
-            points = length // work.trace_every + 1
-            z = torch.full((work.n, points), math.nan)
-            self.traces = Traces(work.trace_every, z, z.clone(), z.clone(), torch.zeros(length))
-            self._curve_count = torch.zeros(length)
+
+    @property
+    def tracing(self) -> bool:
+        """The request asked for traces (``trace_every > 0``)."""
+        return self.work.trace_every > 0
 
     @property
     def total_chain_steps(self) -> int:
@@ -145,25 +144,39 @@ class Ticket:
 
     # --- called by the worker thread only --------------------------------------------------------------------
 
+    def _trace_buffers(self) -> tuple[Traces, Tensor]:
+        """The trace buffers, allocated at first use. Allocating them in ``__init__`` ran in the event loop (which
+        submits), where filling (n, points) with NaN is a parallel torch op once n x points passes torch's grain
+        size: the loop thread then kept an OpenMP team of its own beside the worker's, and every later step of a
+        served MLP ran about 2x slower (``service.engine.threads``)."""
+        if self.traces is None or self._curve_count is None:
+            w = self.work
+            length = MAX_LENGTH_FACTOR * max(w.steps, 1)  # MH-GAN's real-init restart may run past K
+            points = length // w.trace_every + 1
+            z = torch.full((w.n, points), math.nan)
+            self.traces = Traces(w.trace_every, z, z.clone(), z.clone(), torch.zeros(length))
+            self._curve_count = torch.zeros(length)
+        return self.traces, self._curve_count
+
     def record_trace(self, chain: Tensor, t: Tensor, z: Tensor, logit: Tensor) -> None:
         """Store the trace points of some of this ticket's rows: chain (k,), t (k,), z (k, ...), logit (k,)."""
-        assert self.traces is not None
-        every = self.traces.every
+        traces, _ = self._trace_buffers()
+        every = traces.every
         keep = (t % every) == 0
         if not bool(keep.any()):
             return
         c, col = chain[keep].cpu(), (t[keep] // every).cpu()
         zz, lg = z[keep].detach().flatten(1).float().cpu(), logit[keep].detach().float().cpu()
-        self.traces.logit[c, col] = lg
-        self.traces.energy[c, col] = 0.5 * zz.pow(2).sum(1) - lg
-        self.traces.z_norm[c, col] = zz.norm(dim=1)
+        traces.logit[c, col] = lg
+        traces.energy[c, col] = 0.5 * zz.pow(2).sum(1) - lg
+        traces.z_norm[c, col] = zz.norm(dim=1)
 
     def record_acceptance(self, t: Tensor, rate: Tensor) -> None:
         """Accumulate this step's acceptance rate of some rows at their step index ``t`` (before the step)."""
-        assert self.traces is not None and self._curve_count is not None
-        idx = t.clamp(max=self.traces.curve.shape[0] - 1).cpu()
-        self.traces.curve.index_add_(0, idx, rate.detach().float().cpu())
-        self._curve_count.index_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
+        traces, count = self._trace_buffers()
+        idx = t.clamp(max=traces.curve.shape[0] - 1).cpu()
+        traces.curve.index_add_(0, idx, rate.detach().float().cpu())
+        count.index_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
 
     def add_finished(self, chain: Tensor, output: ChainOutput, stats: Any, extras: dict[str, Tensor]) -> bool:
         """Collect retired rows; True when this was the last chain of the ticket."""
@@ -183,16 +196,17 @@ class Ticket:
         stats = type(stats)(*(None if f is None else f[order] for f in stats))
         keys = set(self._pieces[0][3])
         extras = {k: torch.cat([p[3][k] for p in self._pieces])[order] for k in keys}
-        traces = self.traces
-        if traces is not None and self._curve_count is not None:
-            ran = int((self._curve_count > 0).sum())  # steps actually run by the longest chain
+        traces = None
+        if self.tracing:
+            traces, count = self._trace_buffers()
+            ran = int((count > 0).sum())  # steps actually run by the longest chain
             points = ran // traces.every + 1
             traces = Traces(
                 traces.every,
                 traces.logit[:, :points],
                 traces.energy[:, :points],
                 traces.z_norm[:, :points],
-                traces.curve[:ran] / self._curve_count[:ran].clamp(min=1),
+                traces.curve[:ran] / count[:ran].clamp(min=1),
             )
         first = self.first_run if self.first_run is not None else finished
         self._pieces = []

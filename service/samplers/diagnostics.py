@@ -36,22 +36,25 @@ def _num(v: float | Tensor | np.generic) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _f64(x: ArrayLike) -> Tensor:
-    """A float64 CPU tensor (numpy arrays and lists are accepted without importing numpy)."""
+def _f64(x: ArrayLike) -> np.ndarray:
+    """A float64 numpy array (tensors on any device, numpy arrays and nested lists)."""
     if isinstance(x, Tensor):
-        return x.detach().to("cpu", torch.float64)
-    return torch.as_tensor(x, dtype=torch.float64)
+        return host_array(x).astype(np.float64)
+    return np.asarray(x, dtype=np.float64)
 
 
-def _host(x: Tensor | np.ndarray) -> np.ndarray:
-    """A numpy view of a (B,) per-chain tensor, copied to the host first when it is on a device."""
+def host_array(x: Tensor | np.ndarray) -> np.ndarray:
+    """A numpy view of a tensor, copied to the host first when it is on a device; bfloat16 (which numpy lacks)
+    becomes float32, exactly, by shifting its bits. No torch kernel runs for a host tensor, so callers outside the
+    device worker (the event loop, its pool threads) start no OpenMP thread team (``service.engine.threads``)."""
     if isinstance(x, np.ndarray):
         return x
     t = x.detach() if x.requires_grad else x
     if t.device.type != "cpu":
         t = t.cpu()
     if t.dtype == torch.bfloat16:
-        t = t.float()
+        bits = t.view(torch.int16).numpy().astype(np.uint16).astype(np.uint32)
+        return (bits << np.uint32(16)).view(np.float32)
     return t.numpy()
 
 
@@ -65,8 +68,8 @@ def _mean_finite(a: np.ndarray) -> float | None:
 def chain_acceptance(stats: ChainStats) -> np.ndarray:
     """Per-chain acceptance rate, mean of min(1, alpha) over its proposals; 1.0 for rows with none (one-shot).
     (B,) float64."""
-    p = _host(stats.proposals).astype(np.float64)
-    s = _host(stats.acceptance_sum).astype(np.float64)
+    p = host_array(stats.proposals).astype(np.float64)
+    s = host_array(stats.acceptance_sum).astype(np.float64)
     return np.where(p > 0, s / np.maximum(p, 1.0), 1.0)
 
 
@@ -95,15 +98,15 @@ def summarize(
     the ``traces`` level (ESS, R-hat) uses torch.
     """
     rate = chain_acceptance(stats)
-    accepted = _host(stats.accepted)
-    nonfinite = _host(stats.nonfinite)
-    li = _host(stats.logit_initial).astype(np.float64)
-    lf = _host(stats.logit_final).astype(np.float64)
+    accepted = host_array(stats.accepted)
+    nonfinite = host_array(stats.nonfinite)
+    li = host_array(stats.logit_initial).astype(np.float64)
+    lf = host_array(stats.logit_final).astype(np.float64)
     some = rate.size > 0
     out: dict[str, Any] = {
         "acceptance_rate": _num(rate.mean()) if some else None,
         "accepted": int(accepted.sum()),
-        "proposals": int(_host(stats.proposals).sum()),
+        "proposals": int(host_array(stats.proposals).sum()),
         "nonfinite": int(nonfinite.sum()),
         "logit_initial_mean": _mean_finite(li) if some else None,
         "logit_final_mean": _mean_finite(lf) if some else None,
@@ -113,7 +116,7 @@ def summarize(
         out["exact"] = bool(exact)
     if chains:
         restarted = extras.get("restarted")
-        r = _host(restarted).tolist() if restarted is not None else [False] * len(rate)
+        r = host_array(restarted).tolist() if restarted is not None else [False] * len(rate)
         acc_l, rate_l, li_l, lf_l, nf_l = accepted.tolist(), rate.tolist(), li.tolist(), lf.tolist(), nonfinite.tolist()
         out["chains"] = [
             {
@@ -129,25 +132,39 @@ def summarize(
             }
             for i in range(len(rate_l))
         ]
-    if curve is not None and curve.numel():
-        every = max(1, math.ceil(curve.numel() / CURVE_MAX_POINTS))
-        out["acceptance_curve_every"] = every
-        out["acceptance_curve"] = [_num(v) for v in curve[::every].cpu().tolist()]
+    if curve is not None:
+        out.update(curve_summary(curve))
     if traces is not None:
-        per_chain = {k: getattr(traces, k).detach().cpu().double().T for k in ("logit", "energy", "z_norm")}
-        out["traces"] = {
-            "every": traces.every,
-            **{k: [[_num(v) for v in row] for row in a.tolist()] for k, a in per_chain.items()},
-        }
-        out["ess"] = {k: _num(ess(a)) for k, a in per_chain.items()}
-        out["rhat"] = {k: _num(split_rhat(a)) for k, a in per_chain.items()}
+        out.update(trace_summary(traces.every, {k: _f64(getattr(traces, k)).T for k in TRACE_NAMES}))
     return out
+
+
+TRACE_NAMES = ("logit", "energy", "z_norm")
+
+
+def curve_summary(curve: ArrayLike) -> dict[str, Any]:
+    """The per-step acceptance curve, thinned to at most ``CURVE_MAX_POINTS`` points (empty dict for no steps)."""
+    c = _f64(curve)
+    if not c.size:
+        return {}
+    every = max(1, math.ceil(c.size / CURVE_MAX_POINTS))
+    return {"acceptance_curve_every": every, "acceptance_curve": [_num(v) for v in c[::every].tolist()]}
+
+
+def trace_summary(every: int, per_chain: Mapping[str, ArrayLike]) -> dict[str, Any]:
+    """``traces``, ``ess`` and ``rhat`` of per-chain traces (name -> (C, T), recorded every ``every`` steps)."""
+    chains = {k: _f64(v) for k, v in per_chain.items()}
+    return {
+        "traces": {"every": every, **{k: [[_num(v) for v in row] for row in a.tolist()] for k, a in chains.items()}},
+        "ess": {k: _num(ess(a)) for k, a in chains.items()},
+        "rhat": {k: _num(split_rhat(a)) for k, a in chains.items()},
+    }
 
 
 def sampler_summary(extras: Mapping[str, Tensor]) -> dict[str, Any]:
     """Request-level figures from ``chain_extras``: SIR's ESS and max weight, DRS's d~_max and realised acceptance,
     MH-GAN's restarts, DDLS's final step size (numpy, as :func:`summarize`)."""
-    x = {k: _host(v) for k, v in extras.items()}
+    x = {k: host_array(v) for k, v in extras.items()}
     out: dict[str, Any] = {}
     if "ess" in x:
         out["ess"] = _num(x["ess"].astype(np.float64).mean())
@@ -170,22 +187,22 @@ def sampler_summary(extras: Mapping[str, Tensor]) -> dict[str, Any]:
     return out
 
 
-def _autocovariance(x: Tensor) -> Tensor:
+def _autocovariance(x: np.ndarray) -> np.ndarray:
     """Autocovariance along the last axis by FFT, (..., N)."""
     n = x.shape[-1]
     m = 1 << (2 * n - 1).bit_length()
-    xc = x - x.mean(dim=-1, keepdim=True)
-    f = torch.fft.rfft(xc, n=m, dim=-1)
-    acov = torch.fft.irfft(f * f.conj(), n=m, dim=-1)[..., :n]
+    xc = x - x.mean(axis=-1, keepdims=True)
+    f = np.fft.rfft(xc, n=m, axis=-1)
+    acov = np.fft.irfft(f * f.conj(), n=m, axis=-1)[..., :n]
     return acov / n
 
 
-def _chains(trace: ArrayLike) -> Tensor | None:
+def _chains(trace: ArrayLike) -> np.ndarray | None:
     """(C, T) float64, or None when too short (T < 4) or not finite."""
     x = _f64(trace)
-    if x.dim() == 1:
+    if x.ndim == 1:
         x = x[None]
-    if x.shape[1] < 4 or not bool(torch.isfinite(x).all()):
+    if x.shape[1] < 4 or not bool(np.isfinite(x).all()):
         return None
     return x
 
@@ -196,7 +213,9 @@ def ess(trace: ArrayLike) -> float:
 
     rho_k is the multi-chain autocorrelation (Gelman et al., BDA3 §11.5); the sum over lags is truncated by Geyer's
     initial positive sequence and made monotone, and ESS = C·T / (−1 + 2 Σ_pairs P_k), capped at C·T·log10(C·T)
-    as in Stan.
+    as in Stan. numpy throughout (its FFT is single-threaded): the server computes this for a ``traces`` response
+    outside its device worker, where a parallel torch op would start a second OpenMP thread team and slow every
+    later step (``service.engine.threads``).
     """
     x = _chains(trace)
     if x is None:
@@ -206,17 +225,17 @@ def ess(trace: ArrayLike) -> float:
     mean_var = float(acov[:, 0].mean()) * n / (n - 1)
     var_plus = mean_var * (n - 1) / n
     if c > 1:
-        var_plus += float(x.mean(dim=1).var(correction=1))
+        var_plus += float(x.mean(axis=1).var(ddof=1))
     if var_plus <= 0:
         return float("nan")
-    rho = 1.0 - (mean_var - acov.mean(dim=0)) / var_plus
+    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
     rho[0] = 1.0
     m = n - (n % 2)
     pairs = rho[0:m:2] + rho[1:m:2]
-    neg = torch.nonzero(pairs < 0)
-    if neg.numel():
-        pairs = pairs[: int(neg[0, 0])]
-    pairs = torch.cummin(pairs, dim=0).values
+    neg = np.flatnonzero(pairs < 0)
+    if neg.size:
+        pairs = pairs[: int(neg[0])]
+    pairs = np.minimum.accumulate(pairs)
     tau = -1.0 + 2.0 * float(pairs.sum())
     return float(c * n / max(tau, 1.0 / math.log10(max(c * n, 10))))
 
@@ -228,9 +247,9 @@ def split_rhat(traces: ArrayLike) -> float:
         return float("nan")
     n = x.shape[1]
     half = n // 2
-    s = torch.cat([x[:, :half], x[:, n - half :]], dim=0)
-    w = float(s.var(dim=1, correction=1).mean())
-    b_over_n = float(s.mean(dim=1).var(correction=1))
+    s = np.concatenate([x[:, :half], x[:, n - half :]], axis=0)
+    w = float(s.var(axis=1, ddof=1).mean())
+    b_over_n = float(s.mean(axis=1).var(ddof=1))
     if w <= 0:
         return float("nan")
     var_plus = (half - 1) / half * w + b_over_n

@@ -48,3 +48,42 @@ def test_rgb_png_keeps_channels_and_bfloat16_samples_encode() -> None:
     assert to_lists(x.bfloat16()) == x.tolist()
     with np.load(io.BytesIO(to_npz(x.bfloat16(), torch.zeros(2, 4), torch.zeros(2), {"a": 1}))) as z:
         assert z["samples"].dtype == np.float32 and z["samples"].shape == (2, 3, 2, 2)
+
+
+def test_response_bodies_at_the_traces_level_run_no_torch_op() -> None:
+    """Every response body is built outside the device worker (on the event loop, or in a pool thread when large).
+    A parallel torch op there starts a second OpenMP thread team beside the worker's, which made every later step
+    of a served MLP about 2x slower after one ``traces`` request; so the whole path, from the engine's result to the
+    JSON and npz bodies with ESS, split-R-hat and the acceptance curve, dispatches no torch op of its own."""
+    from types import SimpleNamespace
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from service.api.results import npz_body, response_body
+    from tests.engine.helpers import GAUSS, config, engine, work
+
+    e = engine(config(max_batch=64, block_proposals=64))
+    try:
+        w = work("mh", n=6, seed=3, steps=24, pair=GAUSS, trace_every=2)
+        result = e.submit(w).future.result(timeout=60)
+    finally:
+        e.stop()
+    assert result.traces is not None
+    manifest = SimpleNamespace(output=SimpleNamespace(shape=[1], range=None))
+    model = SimpleNamespace(id="gauss@1", calibrated=True, manifest=manifest)
+    prep = SimpleNamespace(work=w, model=model, sampler="mh", output="array", diagnostics="traces", exact=True)
+    ops: list[str] = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func is not torch.ops.aten.detach.default:  # Tensor.numpy()'s own view
+                ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        body = response_body(prep, result, 0.1)  # type: ignore[arg-type]
+        data = npz_body(prep, result, 0.1)  # type: ignore[arg-type]
+    assert ops == [], ops
+    d = body["diagnostics"]
+    assert len(d["traces"]["logit"]) == 6 and set(d["ess"]) == {"logit", "energy", "z_norm"}
+    assert len(body["samples"]) == 6 and np.load(io.BytesIO(data))["samples"].shape == (6, 1)
