@@ -1,0 +1,116 @@
+"""Does any request leave the server slower? Step time before and after each kind of heavier request.
+
+A torch op that goes parallel in a thread other than the device worker's (the event loop, a pool thread encoding a
+large body) gives that thread an OpenMP team of its own, for as long as the thread lives. With more OpenMP threads
+than cores libgomp stops spinning between parallel regions, so every later step pays a wake-up: on the 2-D MLP a
+step ran about 2x slower for the rest of the server's life (``speed_findings.md`` §C). This starts a real
+``gansampler-server serve`` on the demo models and, for each probe request, measures the server's own
+``timing.compute_s`` of a fixed rep request (MLP, n = 256, 64 steps) before and after it, with the number of
+threads in the server process.
+
+Usage::
+
+    python benchmarks/server_teams.py                 # about 1 minute on 2 cores
+    python benchmarks/server_teams.py --reps 60 --out teams.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import DEFAULT_MODELS_DIR, fmt, info_block, machine_info, markdown_table, median, write_report
+from benchmarks._server import start_server
+
+MODELS = ("gaussians25", "digits-dcgan")
+REPS = 30
+TIMED = {"model": "gaussians25", "n": 256, "seed": 1, "steps": 64, "diagnostics": "summary"}
+"""The request whose compute time is watched: small network, so a slower OpenMP barrier shows at once."""
+PROBES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("mh, traces, n = 1024", "mh", {"model": "gaussians25", "n": 1024, "steps": 640, "diagnostics": "traces"}),
+    ("rep, traces, png, n = 512", "rep",
+     {"model": "digits-dcgan", "n": 512, "steps": 8, "diagnostics": "traces", "output": "png"}),
+    ("raw, JSON arrays, n = 1024", "raw", {"model": "digits-dcgan", "n": 1024, "output": "array"}),
+    ("sir, chains, npz, n = 1024", "sir", {"model": "digits-dcgan", "n": 1024, "steps": 16, "diagnostics": "chains"}),
+)
+
+
+def _threads(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def run_probes(models_dir: Path, reps: int) -> list[dict[str, Any]]:
+    """One row per probe: compute_before_s / compute_after_s (medians of ``reps`` timed requests) and the server's
+    threads before and after it."""
+    import httpx
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "models"
+        for name in MODELS:
+            shutil.copytree(models_dir / name, root / name)
+        proc, url = start_server(root, Path(tmp) / "data")
+        try:
+            with httpx.Client(timeout=600) as client:
+
+                def post(sampler: str, body: dict[str, Any], npz: bool = False) -> httpx.Response:
+                    headers = {"accept": "application/x-npz"} if npz else {}
+                    r = client.post(f"{url}/v1/samples/{sampler}", json=body, headers=headers)
+                    if r.status_code != 200:
+                        raise RuntimeError(f"{sampler}: HTTP {r.status_code}: {r.text[:300]}")
+                    return r
+
+                def timed() -> float:
+                    return median([float(post("rep", TIMED).json()["timing"]["compute_s"]) for _ in range(reps)])
+
+                timed()  # warm-up: the pool, the worker's own team
+                for label, sampler, body in PROBES:
+                    before, t_before = timed(), _threads(proc.pid)
+                    post(sampler, {**body, "seed": 2}, npz="chains" in body.get("diagnostics", ""))
+                    after, t_after = timed(), _threads(proc.pid)
+                    rows.append({"probe": label, "compute_before_s": before, "compute_after_s": after,
+                                 "threads_before": t_before, "threads_after": t_after})
+                    print(f"{label}: {after / before:.2f}x, threads {t_before} -> {t_after}", file=sys.stderr)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reps", type=int, default=REPS, help="timed requests before and after each probe")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    import torch
+
+    info = machine_info(torch.device("cpu"))
+    rows = run_probes(args.models_dir, args.reps)
+    table = [[r["probe"], fmt(r["compute_before_s"] * 1e3), fmt(r["compute_after_s"] * 1e3),
+              f"{r['compute_after_s'] / r['compute_before_s']:.2f}", r["threads_before"], r["threads_after"]]
+             for r in rows]
+    text = "\n".join([
+        "## Machine", "", info_block(info), "",
+        f"## rep on gaussians25 (n = 256, 64 steps): server compute, median of {args.reps}, around each probe", "",
+        markdown_table(["probe request", "compute ms before", "after", "after / before", "server threads before",
+                        "after"], table), "",
+    ])
+    write_report(text, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
