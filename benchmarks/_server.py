@@ -49,3 +49,12 @@ def start_server(models_dir: Path, data_dir: Path, threads: int | None = None) -
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError("server did not become ready")
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """Terminate a server from :func:`start_server`, killing it if it does not exit within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()

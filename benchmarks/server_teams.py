@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import DEFAULT_MODELS_DIR, fmt, info_block, machine_info, markdown_table, median, write_report
-from benchmarks._server import start_server
+from benchmarks._server import start_server, stop_server
 
 MODELS = ("gaussians25", "digits-dcgan")
 REPS = 30
@@ -81,11 +80,7 @@ def run_probes(models_dir: Path, reps: int) -> list[dict[str, Any]]:
                                  "threads_before": t_before, "threads_after": t_after})
                     print(f"{label}: {after / before:.2f}x, threads {t_before} -> {t_after}", file=sys.stderr)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
     return rows
 
 

@@ -21,7 +21,6 @@ import argparse
 import io
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ from benchmarks._common import (
     registry_model,
     write_report,
 )
-from benchmarks._server import start_server
+from benchmarks._server import start_server, stop_server
 from benchmarks.speed_work import Samplers
 from service.allocator import tune_malloc
 
@@ -142,11 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      fmt(median(walls) * 1e3), f"{ratio:.2f}"])
                         print(f"{name} {sampler} n={n}: HTTP/in-process {ratio:.2f}", file=sys.stderr, flush=True)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
     text = "\n".join([
         "## Machine", "", info_block(info), "",
         f"## HTTP vs in-process, n = {', '.join(map(str, args.n))}, median of {args.rounds} interleaved rounds", "",
