@@ -34,13 +34,20 @@ MODELS = ("gaussians25", "digits-dcgan")
 REPS = 30
 TIMED = {"model": "gaussians25", "n": 256, "seed": 1, "steps": 64, "diagnostics": "summary"}
 """The request whose compute time is watched: small network, so a slower OpenMP barrier shows at once."""
-PROBES: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("mh, traces, n = 1024", "mh", {"model": "gaussians25", "n": 1024, "steps": 640, "diagnostics": "traces"}),
-    ("rep, traces, png, n = 512", "rep",
+PROBES: tuple[tuple[str, str, str, dict[str, Any] | None], ...] = (
+    ("mh, traces, n = 1024", "POST", "/v1/samples/mh",
+     {"model": "gaussians25", "n": 1024, "steps": 640, "diagnostics": "traces"}),
+    ("rep, traces, png, n = 512", "POST", "/v1/samples/rep",
      {"model": "digits-dcgan", "n": 512, "steps": 8, "diagnostics": "traces", "output": "png"}),
-    ("raw, JSON arrays, n = 1024", "raw", {"model": "digits-dcgan", "n": 1024, "output": "array"}),
-    ("sir, chains, npz, n = 1024", "sir", {"model": "digits-dcgan", "n": 1024, "steps": 16, "diagnostics": "chains"}),
+    ("raw, JSON arrays, n = 1024", "POST", "/v1/samples/raw", {"model": "digits-dcgan", "n": 1024, "output": "array"}),
+    ("sir, chains, npz, n = 1024", "POST", "/v1/samples/sir",
+     {"model": "digits-dcgan", "n": 1024, "steps": 16, "diagnostics": "chains"}),
+    ("GET /v1/models", "GET", "/v1/models", None),
+    ("drs, gamma_shift (a pilot batch)", "POST", "/v1/samples/drs",
+     {"model": "digits-dcgan", "n": 4, "steps": 50, "options": {"gamma_shift": True}}),
 )
+"""Requests that do more than the timed one: large bodies of every format and diagnostics level, the model list
+(which builds each sampler to report its exactness), and sampler options whose constructor runs the networks."""
 
 
 def _threads(pid: int) -> int:
@@ -61,20 +68,22 @@ def run_probes(models_dir: Path, reps: int) -> list[dict[str, Any]]:
         try:
             with httpx.Client(timeout=600) as client:
 
-                def post(sampler: str, body: dict[str, Any], npz: bool = False) -> httpx.Response:
-                    headers = {"accept": "application/x-npz"} if npz else {}
-                    r = client.post(f"{url}/v1/samples/{sampler}", json=body, headers=headers)
-                    if r.status_code != 200:
-                        raise RuntimeError(f"{sampler}: HTTP {r.status_code}: {r.text[:300]}")
-                    return r
-
                 def timed() -> float:
-                    return median([float(post("rep", TIMED).json()["timing"]["compute_s"]) for _ in range(reps)])
+                    times = []
+                    for _ in range(reps):
+                        r = client.post(f"{url}/v1/samples/rep", json=TIMED)
+                        r.raise_for_status()
+                        times.append(float(r.json()["timing"]["compute_s"]))
+                    return median(times)
 
                 timed()  # warm-up: the pool, the worker's own team
-                for label, sampler, body in PROBES:
+                for label, method, path, body in PROBES:
                     before, t_before = timed(), _threads(proc.pid)
-                    post(sampler, {**body, "seed": 2}, npz="chains" in body.get("diagnostics", ""))
+                    npz = body is not None and body.get("diagnostics") == "chains"
+                    r = client.request(method, f"{url}{path}", json=None if body is None else {**body, "seed": 2},
+                                       headers={"accept": "application/x-npz"} if npz else {})
+                    if r.status_code != 200:
+                        raise RuntimeError(f"{label}: HTTP {r.status_code}: {r.text[:300]}")
                     after, t_after = timed(), _threads(proc.pid)
                     rows.append({"probe": label, "compute_before_s": before, "compute_after_s": after,
                                  "threads_before": t_before, "threads_after": t_after})

@@ -51,7 +51,9 @@ def _support(hub: ModelHub, model: LoadedModel, name: str) -> SamplerSupport:
     exact: bool | None = None
     if ok:
         try:
-            exact = bool(hub.algo(model, name, entry.options_cls()).exact())
+            # the options a request that names none gets: the sampler the model's warm-up already built
+            options = entry.options_cls.from_defaults(model.sampler_defaults(name), {})
+            exact = bool(hub.algo(model, name, options).exact())
         except SamplerError as exc:
             ok, reason = False, str(exc)
     params = [

@@ -20,6 +20,7 @@ from typing import Any, cast
 import torch
 
 from service.engine.stats import StatsSink
+from service.engine.threads import run_in_own_thread
 from service.engine.ticket import PoolKey
 from service.registry import (
     LoadedModel,
@@ -163,7 +164,9 @@ class ModelHub:
         with self._lock:
             algo = self._algos.get(key)
             if algo is None:
-                algo = self._algos[key] = self.samplers[sampler].cls(model.pair, options)
+                # a constructor may run the networks (DRS's pilot batch): in a thread that ends with it, since the
+                # caller may be the event loop or a pool thread (service.engine.threads: one OpenMP team)
+                algo = self._algos[key] = run_in_own_thread(self.samplers[sampler].cls, model.pair, options)
             return cast(SamplingAlgorithm, algo)
 
     def default_pools(self, model: LoadedModel) -> list[tuple[PoolKey, SamplingAlgorithm]]:

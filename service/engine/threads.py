@@ -54,9 +54,8 @@ def settle_thread_count() -> int:
 T = TypeVar("T")
 
 
-async def in_own_thread(fn: Callable[..., T], *args: Any, threads: int | None = None) -> T:
-    """Await ``fn(*args)`` run in a new thread that ends with it (its OpenMP team ends too), with torch on
-    ``threads`` CPU threads (None: the process default). Exceptions propagate to the awaiting task."""
+def _own_thread(fn: Callable[..., T], args: tuple[Any, ...], threads: int | None) -> concurrent.futures.Future[T]:
+    """Start ``fn(*args)`` in a new thread that ends with it; its Future holds the result or the exception."""
     done: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def body() -> None:
@@ -65,8 +64,21 @@ async def in_own_thread(fn: Callable[..., T], *args: Any, threads: int | None = 
         try:
             with torch_threads(threads):
                 done.set_result(fn(*args))
-        except BaseException as exc:  # handed to the awaiting task
+        except BaseException as exc:  # handed to the caller
             done.set_exception(exc)
 
     threading.Thread(target=body, name=f"gansampler-{getattr(fn, '__name__', 'task')}", daemon=True).start()
-    return await asyncio.wrap_future(done)
+    return done
+
+
+async def in_own_thread(fn: Callable[..., T], *args: Any, threads: int | None = None) -> T:
+    """Await ``fn(*args)`` run in a new thread that ends with it (its OpenMP team ends too), with torch on
+    ``threads`` CPU threads (None: the process default). Exceptions propagate to the awaiting task."""
+    return await asyncio.wrap_future(_own_thread(fn, args, threads))
+
+
+def run_in_own_thread(fn: Callable[..., T], *args: Any, threads: int | None = None) -> T:
+    """``fn(*args)`` run in a new thread that ends with it, waited for: for network work that a long-lived thread
+    other than a device worker must do synchronously (a sampler whose constructor runs the model, such as DRS's
+    pilot batch, built while a request is prepared on the event loop). Exceptions propagate to the caller."""
+    return _own_thread(fn, args, threads).result()

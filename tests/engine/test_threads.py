@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from service.engine.threads import in_own_thread, torch_threads
+from service.engine.threads import in_own_thread, run_in_own_thread, torch_threads
 
 TEAM = 2
 """torch threads of the team under test (explicit: an earlier test may have left torch's process default at 1)."""
@@ -66,6 +66,27 @@ def test_in_own_thread_hands_the_exception_to_the_caller() -> None:
 
     with pytest.raises(KeyError, match="no such version"):
         asyncio.run(main())
+
+
+def test_run_in_own_thread_waits_for_a_thread_that_ends_and_raises_its_errors() -> None:
+    """The synchronous form, for a caller that cannot await (a sampler built while a request is prepared)."""
+    seen: dict[str, object] = {}
+
+    def work(a: int) -> int:
+        seen["thread"] = threading.current_thread()
+        return a * 2
+
+    assert run_in_own_thread(work, 21) == 42
+    th = seen["thread"]
+    assert isinstance(th, threading.Thread) and th is not threading.current_thread()
+    th.join(timeout=5)
+    assert not th.is_alive()
+
+    def fail() -> None:
+        raise ValueError("pilot batch failed")
+
+    with pytest.raises(ValueError, match="pilot batch failed"):
+        run_in_own_thread(fail)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
