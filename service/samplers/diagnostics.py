@@ -59,8 +59,7 @@ def host_array(x: Tensor | np.ndarray) -> np.ndarray:
 
 
 def _mean_finite(a: np.ndarray) -> float | None:
-    """Mean of the finite values in float64, None when there are none."""
-    a = a.astype(np.float64)
+    """Mean of the finite values of a float64 array, None when there are none."""
     a = a[np.isfinite(a)]
     return _num(a.mean()) if a.size else None
 
@@ -68,8 +67,8 @@ def _mean_finite(a: np.ndarray) -> float | None:
 def chain_acceptance(stats: ChainStats) -> np.ndarray:
     """Per-chain acceptance rate, mean of min(1, alpha) over its proposals; 1.0 for rows with none (one-shot).
     (B,) float64."""
-    p = host_array(stats.proposals).astype(np.float64)
-    s = host_array(stats.acceptance_sum).astype(np.float64)
+    p = _f64(stats.proposals)
+    s = _f64(stats.acceptance_sum)
     return np.where(p > 0, s / np.maximum(p, 1.0), 1.0)
 
 
@@ -90,18 +89,18 @@ def summarize(
     traces / curve: from :func:`~service.samplers.driver.run_chains`; adds ``traces``, ``ess``, ``rhat`` and the
     thinned ``acceptance_curve``. first_chain: index of the first row within the request.
 
-    The summary and per-chain figures are computed in numpy, so the server's event loop, which calls this for every
-    response, runs no torch op (``service.engine.worker``'s rule): a torch op releases the GIL and may wait up to the
-    interpreter's switch interval to get it back from the device worker. Beside a thread running pure Python, a
-    summary of 256 chains took a median of 180 ms with torch ops against 0.07 ms now; in the server under load (1 and 4 clients,
-    raw and mh on the MLP) the difference was within the noise, as the worker spends its time inside torch ops. Only
-    the ``traces`` level (ESS, R-hat) uses torch.
+    Every level is computed in numpy, so the server's event loop and the pool thread that encodes a large body,
+    which call this for every response, run no torch op (``service.engine.worker``'s rule). A parallel torch op
+    there gives that thread an OpenMP team beside the worker's, which slowed every later step about 2x
+    (``service.engine.threads``); and any torch op releases the GIL and may wait up to the interpreter's switch
+    interval to get it back. Beside a thread running pure Python, a summary of 256 chains took a median of 180 ms
+    with torch ops against 0.07 ms in numpy.
     """
     rate = chain_acceptance(stats)
     accepted = host_array(stats.accepted)
     nonfinite = host_array(stats.nonfinite)
-    li = host_array(stats.logit_initial).astype(np.float64)
-    lf = host_array(stats.logit_final).astype(np.float64)
+    li = _f64(stats.logit_initial)
+    lf = _f64(stats.logit_final)
     some = rate.size > 0
     out: dict[str, Any] = {
         "acceptance_rate": _num(rate.mean()) if some else None,
@@ -167,10 +166,10 @@ def sampler_summary(extras: Mapping[str, Tensor]) -> dict[str, Any]:
     x = {k: host_array(v) for k, v in extras.items()}
     out: dict[str, Any] = {}
     if "ess" in x:
-        out["ess"] = _num(x["ess"].astype(np.float64).mean())
-        out["ess_min"] = _num(x["ess"].astype(np.float64).min())
+        out["ess"] = _num(_f64(x["ess"]).mean())
+        out["ess_min"] = _num(_f64(x["ess"]).min())
     if "max_weight" in x:
-        out["max_weight"] = _num(x["max_weight"].astype(np.float64).mean())
+        out["max_weight"] = _num(_f64(x["max_weight"]).mean())
     if "tries" in x and "accepted" in x:
         tries = int(x["tries"].sum())
         acc = int(x["accepted"].sum())
@@ -183,7 +182,7 @@ def sampler_summary(extras: Mapping[str, Tensor]) -> dict[str, Any]:
     if "restarted" in x:
         out["restarted"] = int(x["restarted"].sum())
     if "step_size_final" in x and x["step_size_final"].size:
-        out["step_size_final"] = _num(x["step_size_final"].astype(np.float64).mean())
+        out["step_size_final"] = _num(_f64(x["step_size_final"]).mean())
     return out
 
 
