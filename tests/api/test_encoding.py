@@ -57,10 +57,9 @@ def test_response_bodies_at_the_traces_level_run_no_torch_op() -> None:
     JSON and npz bodies with ESS, split-R-hat and the acceptance curve, dispatches no torch op of its own."""
     from types import SimpleNamespace
 
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from service.api.results import npz_body, response_body
     from tests.engine.helpers import GAUSS, config, engine, work
+    from tests.torch_ops import RecordOps
 
     e = engine(config(max_batch=64, block_proposals=64))
     try:
@@ -72,18 +71,10 @@ def test_response_bodies_at_the_traces_level_run_no_torch_op() -> None:
     manifest = SimpleNamespace(output=SimpleNamespace(shape=[1], range=None))
     model = SimpleNamespace(id="gauss@1", calibrated=True, manifest=manifest)
     prep = SimpleNamespace(work=w, model=model, sampler="mh", output="array", diagnostics="traces", exact=True)
-    ops: list[str] = []
-
-    class Record(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if func is not torch.ops.aten.detach.default:  # Tensor.numpy()'s own view
-                ops.append(str(func))
-            return func(*args, **(kwargs or {}))
-
-    with Record():
+    with RecordOps() as rec:
         body = response_body(prep, result, 0.1)  # type: ignore[arg-type]
         data = npz_body(prep, result, 0.1)  # type: ignore[arg-type]
-    assert ops == [], ops
+    assert rec.ops == [], rec.ops
     d = body["diagnostics"]
     assert len(d["traces"]["logit"]) == 6 and set(d["ess"]) == {"logit", "energy", "z_norm"}
     assert len(body["samples"]) == 6 and np.load(io.BytesIO(data))["samples"].shape == (6, 1)

@@ -285,21 +285,14 @@ def test_submit_runs_no_torch_op_in_the_callers_thread() -> None:
     """The event loop submits. A torch op there that goes parallel (filling a large request's trace buffers did)
     gives the loop thread an OpenMP team of its own beside the worker's, and every later step ran about 2x slower
     on a served MLP; the buffers are the worker's to allocate."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    ops: list[str] = []
-
-    class Record(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            ops.append(str(func))
-            return func(*args, **(kwargs or {}))
+    from tests.torch_ops import RecordOps
 
     e = engine()
     try:
         w = work(n=64, steps=40, trace_every=1)
-        with Record():
+        with RecordOps(keep_detach=True) as rec:
             ticket = e.submit(w)
-        assert ops == [], ops
+        assert rec.ops == [], rec.ops
         r = ticket.future.result(T)
         assert r.traces is not None and r.traces.logit.shape == (64, 41)
         assert torch.isfinite(r.traces.logit).all()

@@ -88,26 +88,17 @@ def test_summaries_at_every_level_run_no_torch_op() -> None:
     one starts a second OpenMP thread team, which slowed every later step of a served MLP about 2x after one
     ``traces`` request. So no level, traces (ESS, split-R-hat) and the acceptance curve included, may dispatch a torch
     op of its own. (``Tensor.numpy()`` dispatches a ``detach`` from C++ for its view; that one does not count.)"""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    ops: list[str] = []
-
-    class Record(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if func is not torch.ops.aten.detach.default:
-                ops.append(str(func))
-            return func(*args, **(kwargs or {}))
+    from tests.torch_ops import RecordOps
 
     for name in ("mh", "drs", "sir", "ddls"):
         algo = make(name, gaussian_target_pair())
         r = run(algo, seed=62, n=5, steps=12, trace_every=2)
-        ops.clear()
-        with Record():
+        with RecordOps() as rec:
             d = summarize(r.stats, r.extras, exact=algo.exact(), chains=True)
             t = summarize(r.stats, r.extras, exact=algo.exact(), traces=r.traces, curve=r.curve)
-        assert ops == [], (name, ops)
+        assert rec.ops == [], (name, rec.ops)
         assert len(d["chains"]) == 5 and d["proposals"] == int(r.stats.proposals.sum())
         assert set(t["ess"]) == {"logit", "energy", "z_norm"} and t["acceptance_curve"]
-        with Record():
+        with RecordOps() as rec:
             r.stats.proposals + 1
-        assert ops, "the recorder sees torch ops"
+        assert rec.ops, "the recorder sees torch ops"
