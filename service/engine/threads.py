@@ -48,8 +48,10 @@ def settle_thread_count() -> int:
 # spinning between parallel regions (its "throttled" mode) and every region pays a futex wake-up: measured on the
 # project's 2-core box, a device worker's raw step on the 2-D MLP at 256 rows took 1.2 ms instead of 0.72 ms after
 # the model loader's thread had run the model once (``benchmarks/speed_findings.md``, §B). So, besides the device
-# workers, a thread that runs the networks ends with that work (model loading: :func:`in_own_thread`), and response
-# encoding (``service.api.encoding``) works in numpy, which starts no OpenMP team.
+# workers, a thread that runs the networks ends with that work (model loading: :func:`in_own_thread`; building a
+# sampler whose constructor runs them, ``ModelHub.algo``: :func:`run_in_own_thread`), and what the event loop and
+# its pool threads do per request (submitting, diagnostics, response encoding) runs no torch op: numpy starts no
+# OpenMP team (``benchmarks/server_teams.py`` watches the server's threads).
 
 T = TypeVar("T")
 
