@@ -44,9 +44,11 @@ def test_integers_range() -> None:
     assert i.min() >= 0 and i.max() < 7 and i.unique().numel() == 7
 
 
-def test_cached_chain_prefix_gives_the_same_numbers_as_computing_it_per_draw() -> None:
-    # for_request caches the (seed, chain) key lanes; Streams built from bare tensors compute them per draw
-    cached = Streams.for_request(2**62 + 11, 33, first_chain=4)
+@pytest.mark.parametrize("first_chain", [4, 2**32 - 7])  # the chains' high words: all zero, or some not
+def test_cached_chain_prefix_gives_the_same_numbers_as_computing_it_per_draw(first_chain: int) -> None:
+    # for_request caches the (seed, chain) key lanes (the seed's absorbed once, in Python integers); Streams built
+    # from bare tensors compute them per draw
+    cached = Streams.for_request(2**62 + 11, 33, first_chain=first_chain)
     bare = Streams(cached.seed, cached.chain)
     assert cached.prefix is not None and bare.prefix is None
     t = torch.arange(33) * 97
