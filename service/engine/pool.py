@@ -59,6 +59,14 @@ def _select(b: Batch, rows: Tensor) -> Batch:
     )
 
 
+def _rows(parts: Sequence[Any]) -> Any:
+    """The rows of several admissions' tensors (or NamedTuples of tensors), in order; one part as it is (a
+    one-request admission, the common case, copies nothing)."""
+    if len(parts) == 1:
+        return parts[0]
+    return torch.cat(list(parts)) if isinstance(parts[0], Tensor) else tree_cat(parts)
+
+
 def _values(ticket: Ticket) -> dict[str, Tensor]:
     """A ticket's numeric params as make_params values, plus its chain length under ``STEPS_KEY``."""
     values = {k: torch.tensor(float(v)) for k, v in ticket.work.params.items()}
@@ -121,13 +129,13 @@ class ChainPool:
         if not items:
             return
         dev = self.device
-        streams = tree_cat([Streams.for_request(a.ticket.work.seed, a.rows, dev, first_chain=a.start) for a in items])
-        params = tree_cat([self.algo.make_params(_values(a.ticket), a.rows, dev) for a in items])
+        streams = _rows([Streams.for_request(a.ticket.work.seed, a.rows, dev, first_chain=a.start) for a in items])
+        params = _rows([self.algo.make_params(_values(a.ticket), a.rows, dev) for a in items])
         state = self.algo.init(streams, params)
         count = sum(a.rows for a in items)
         t = torch.zeros(count, dtype=torch.int64, device=dev)
-        n_steps = torch.cat([torch.full((a.rows,), a.ticket.work.steps, dtype=torch.int64, device=dev) for a in items])
-        owner = torch.cat([torch.full((a.rows,), a.ticket.id, dtype=torch.int64, device=dev) for a in items])
+        n_steps = _rows([torch.full((a.rows,), a.ticket.work.steps, dtype=torch.int64, device=dev) for a in items])
+        owner = _rows([torch.full((a.rows,), a.ticket.id, dtype=torch.int64, device=dev) for a in items])
         new = Batch(state, params, streams, t, n_steps, init_stats(self.algo, state), owner)
         if not self._sample_bytes:
             self._sample_bytes = sample_bytes(self.algo, state)
@@ -205,7 +213,8 @@ class ChainPool:
         extras_fn = getattr(self.algo, "chain_extras", None)
         extras: dict[str, Tensor] = extras_fn(fin.state) if extras_fn is not None else {}
         completed = []
-        owners = torch.unique(fin.owner).tolist()
+        # one ticket in the pool (a lone request): its id, without a unique over the rows
+        owners = list(self.tickets) if len(self.tickets) == 1 else torch.unique(fin.owner).tolist()
         for tid in owners:
             ticket = self.tickets[tid]
             if len(owners) == 1:
@@ -234,7 +243,7 @@ class ChainPool:
             acceptance_rates=tuple(rates.tolist()),
             logit_initial=tuple(st.logit_initial.float().cpu().tolist()),
             logit_final=tuple(st.logit_final.float().cpu().tolist()),
-            samples=int(done.sum()),
+            samples=int(fin.t.shape[0]),
         )
         return completed, finished
 

@@ -188,14 +188,21 @@ class Ticket:
         return self._retired >= self.work.n
 
     def assemble(self, finished: float) -> ChainResult:
-        """The result in chain order (only after the last chain retired)."""
-        chains = torch.cat([p[0] for p in self._pieces])
-        order = torch.argsort(chains)
-        out = ChainOutput(*(f[order] for f in tree_cat([p[1] for p in self._pieces])))
-        stats = tree_cat([p[2] for p in self._pieces])
-        stats = type(stats)(*(None if f is None else f[order] for f in stats))
-        keys = set(self._pieces[0][3])
-        extras = {k: torch.cat([p[3][k] for p in self._pieces])[order] for k in keys}
+        """The result in chain order (only after the last chain retired).
+
+        A ticket's rows keep their chain order in the pool (admissions take chains in order and are appended;
+        retiring and dropping rows keeps the order of the rest), so one piece is already in chain order: it is
+        returned as is, with no gather. Pieces retired at different steps are merged by chain index."""
+        if len(self._pieces) == 1:
+            _, out, stats, extras = self._pieces[0]
+        else:
+            chains = torch.cat([p[0] for p in self._pieces])
+            order = torch.argsort(chains)
+            out = ChainOutput(*(f[order] for f in tree_cat([p[1] for p in self._pieces])))
+            stats = tree_cat([p[2] for p in self._pieces])
+            stats = type(stats)(*(None if f is None else f[order] for f in stats))
+            keys = set(self._pieces[0][3])
+            extras = {k: torch.cat([p[3][k] for p in self._pieces])[order] for k in keys}
         traces = None
         if self.tracing:
             traces, count = self._trace_buffers()
