@@ -20,10 +20,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(models_dir: Path, data_dir: Path, threads: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(models_dir: Path, data_dir: Path, threads: int | None = None,
+                 device: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """``gansampler-server serve`` on a free loopback port; returns (process, base URL) once ``/readyz`` answers 200.
 
-    ``threads`` sets the server's intra-op threads (OMP_NUM_THREADS / MKL_NUM_THREADS), to match the caller's.
+    ``threads`` sets the server's intra-op threads (OMP_NUM_THREADS / MKL_NUM_THREADS), to match the caller's;
+    ``device`` the devices it serves on (``GANSAMPLER_DEVICE``, e.g. ``cuda:0``; default: the server's).
     """
     import httpx
 
@@ -35,6 +37,8 @@ def start_server(models_dir: Path, data_dir: Path, threads: int | None = None) -
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if device:
+        env["GANSAMPLER_DEVICE"] = device
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S

@@ -13,6 +13,7 @@ Usage::
     python benchmarks/speed_http.py                       # about 3 minutes on 2 cores
     python benchmarks/speed_http.py --models gaussians25 --samplers mh --steps 640 --rounds 3
     python benchmarks/speed_http.py --n 1 16 256 1024 --rounds 3     # request sizes from 1 to the server's max_n
+    python benchmarks/speed_http.py --device cuda:0       # both sides on a GPU (benchmarks/gpu/run.sh http)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from benchmarks._common import (
     markdown_table,
     median,
     registry_model,
+    sync,
     write_report,
 )
 from benchmarks._server import start_server, stop_server
@@ -62,6 +64,17 @@ The server and this process share the cores: for a few ms after a call, a proces
 the MLP: 5.3 ms against 0.53 ms), which made raw's ratio look far better than it is. The first call of a burst
 pays that, the median does not; MCMC calls (tens of ms and more) are timed once."""
 SEED = 1234
+
+
+def synced(run: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """``run`` that returns only once the device has finished its work (the HTTP side returns finished samples)."""
+
+    def call() -> object:
+        out = run()
+        sync(device)
+        return out
+
+    return call
 
 
 def http_sample(client: object, url: str, model: str, sampler: str, n: int, steps: int) -> tuple[float, float]:
@@ -94,19 +107,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=ROUNDS)
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     p.add_argument("--threads", type=int, help="torch threads here and in the server (default: torch's)")
+    p.add_argument("--device", default="cpu",
+                   help="device of both sides: the in-process run and the server's worker (e.g. cuda:0)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     tune_malloc()  # as `gansampler-server serve` does, so both sides run with the same allocator settings
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = torch.device("cpu")
+    dev = torch.device(args.device)
     info = machine_info(dev)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "models"
         for name in args.models:
             shutil.copytree(args.models_dir / name, root / name)
-        proc, url = start_server(root, Path(tmp) / "data", args.threads)
+        proc, url = start_server(root, Path(tmp) / "data", args.threads, args.device)
         try:
             samplers = Samplers()
             with httpx.Client() as client:
@@ -115,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     assert model is not None
                     for sampler, n in ((s, n) for s in args.samplers for n in args.n):
                         steps = 0 if sampler == "raw" else args.steps
-                        run = samplers.run_fn(model, sampler, n, steps, dev)
+                        run = synced(samplers.run_fn(model, sampler, n, steps, dev), dev)
                         t0 = time.perf_counter()
                         run()
                         burst = BURST if time.perf_counter() - t0 < BURST_BELOW_S else 1
