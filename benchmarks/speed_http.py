@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ from benchmarks._common import (
     markdown_table,
     median,
     registry_model,
-    sync,
+    timed,
     write_report,
 )
 from benchmarks._server import start_server, stop_server
@@ -64,17 +64,6 @@ The server and this process share the cores: for a few ms after a call, a proces
 the MLP: 5.3 ms against 0.53 ms), which made raw's ratio look far better than it is. The first call of a burst
 pays that, the median does not; MCMC calls (tens of ms and more) are timed once."""
 SEED = 1234
-
-
-def synced(run: Callable[[], object], device: torch.device) -> Callable[[], object]:
-    """``run`` that returns only once the device has finished its work (the HTTP side returns finished samples)."""
-
-    def call() -> object:
-        out = run()
-        sync(device)
-        return out
-
-    return call
 
 
 def http_sample(client: object, url: str, model: str, sampler: str, n: int, steps: int) -> tuple[float, float]:
@@ -130,10 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     assert model is not None
                     for sampler, n in ((s, n) for s in args.samplers for n in args.n):
                         steps = 0 if sampler == "raw" else args.steps
-                        run = synced(samplers.run_fn(model, sampler, n, steps, dev), dev)
-                        t0 = time.perf_counter()
-                        run()
-                        burst = BURST if time.perf_counter() - t0 < BURST_BELOW_S else 1
+                        run = samplers.run_fn(model, sampler, n, steps, dev)
+                        # timed: synchronised on the device, as the HTTP side returns finished samples
+                        burst = BURST if timed(run, dev) < BURST_BELOW_S else 1
                         http_sample(client, url, name, sampler, n, steps)  # warm-up (pool, caches)
                         walls, computes, local = [], [], []
                         for r in range(args.rounds):
@@ -144,12 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     walls.append(median([w for w, _ in pairs]))
                                     computes.append(median([c for _, c in pairs]))
                                 else:
-                                    times = []
-                                    for _ in range(burst):
-                                        t0 = time.perf_counter()
-                                        run()
-                                        times.append(time.perf_counter() - t0)
-                                    local.append(median(times))
+                                    local.append(median([timed(run, dev) for _ in range(burst)]))
                         ratio = median([lo / w for lo, w in zip(local, walls, strict=True)])
                         rows.append([name, sampler, n, steps, fmt(n / median(local)),
                                      fmt(n / median(walls)), fmt(median(computes) * 1e3),
