@@ -31,6 +31,8 @@ import torch
 from torch import Tensor
 
 _M32 = 0xFFFFFFFF
+_KEY_START = (0x243F6A88, 0x85A308D3)
+"""The two key lanes before any word is absorbed (every path starts from these)."""
 _M16 = 0xFFFF
 
 DRAW_INIT = 0
@@ -114,7 +116,7 @@ def _chain_prefix(seed: Tensor, chain: Tensor) -> Tensor:
 
 def _chain_prefix_tensor(seed: Tensor, chain: Tensor) -> Tensor:
     """:func:`_chain_prefix` in int64 torch ops (accelerators)."""
-    ab = torch.stack((torch.full_like(seed, 0x243F6A88), torch.full_like(seed, 0x85A308D3)))
+    ab = torch.stack((torch.full_like(seed, _KEY_START[0]), torch.full_like(seed, _KEY_START[1])))
     return _absorb(ab, (seed & _M32, (seed >> 32) & _M32, chain & _M32, (chain >> 32) & _M32))
 
 
@@ -152,7 +154,7 @@ def _absorb_np(ab: np.ndarray, words: tuple[np.ndarray | int, ...]) -> np.ndarra
 def _chain_prefix_np(seed: np.ndarray, chain: np.ndarray) -> np.ndarray:
     """:func:`_chain_prefix` on the host: (2, B) uint32."""
     ab = np.empty((2, *seed.shape), dtype=np.uint32)
-    ab[0], ab[1] = 0x243F6A88, 0x85A308D3
+    ab[0], ab[1] = _KEY_START
     return _absorb_np(ab, (seed & _M32, (seed >> 32) & _M32, chain & _M32, (chain >> 32) & _M32))
 
 
@@ -170,7 +172,7 @@ def _request_prefix_np(seed: int, chain: np.ndarray) -> np.ndarray:
 
     Every row shares the seed, so its two words are absorbed once, in Python integers, and only the chain's words
     per row (half the numpy calls of a request's streams)."""
-    a, b = 0x243F6A88, 0x85A308D3
+    a, b = _KEY_START
     for w in (seed & _M32, (seed >> 32) & _M32):
         a, b = _mix_int(a ^ w), _mix_int((b + _GOLDEN + w) & _M32)
     ab = np.empty((2, *chain.shape), dtype=np.uint32)
