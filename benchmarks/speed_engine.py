@@ -59,8 +59,7 @@ def pool_fn(samplers: Samplers, model: DemoModel, sampler: str, batch: int, step
             device: torch.device) -> Callable[[], ChainResult]:
     """One request of ``batch`` chains through a fresh chain pool, as the device worker runs it alone."""
     algo = samplers.algo(model, sampler)
-    names = {s.name for s in algo.param_specs}
-    params = {k: float(v) for k, v in model.sampler_defaults.get(sampler, {}).items() if k in names}
+    params = samplers.param_values(model, sampler)
 
     def run() -> ChainResult:
         ticket = Ticket(Work(PoolKey(model.name, sampler, None, str(device)), algo, batch, SEED, steps, params))

@@ -112,11 +112,14 @@ class Samplers:
             return self.drs_tries
         return int(model.sampler_defaults.get(sampler, {}).get("steps", algo.default_steps))
 
+    def param_values(self, model: DemoModel, sampler: str) -> dict[str, float]:
+        """The model's default numeric params of ``sampler`` (its manifest's ``[samplers.<name>]`` keys)."""
+        names = {s.name for s in self.algo(model, sampler).param_specs}
+        return {k: float(v) for k, v in model.sampler_defaults.get(sampler, {}).items() if k in names}
+
     def params(self, model: DemoModel, sampler: str, batch: int, device: torch.device) -> Any:
-        algo = self.algo(model, sampler)
-        names = {s.name for s in algo.param_specs}
-        values = {k: torch.tensor(float(v)) for k, v in model.sampler_defaults.get(sampler, {}).items() if k in names}
-        return algo.make_params(values, batch, device)
+        values = {k: torch.tensor(v) for k, v in self.param_values(model, sampler).items()}
+        return self.algo(model, sampler).make_params(values, batch, device)
 
     def run_fn(self, model: DemoModel, sampler: str, batch: int, n_steps: int, device: torch.device,
                block_proposals: int | None = None) -> Callable[[], Any]:
