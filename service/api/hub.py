@@ -50,7 +50,7 @@ class ModelHub:
         self.sink = sink
         self._place = place
         self._on_loaded = on_loaded
-        self.configured: set[str] = set()  # model ids loaded at startup (readiness is about these)
+        self.wanted: set[str] = set()  # model ids readiness is about: startup's, then every :load, minus :unload
         self.failures: dict[str, str] = {}  # model id -> why it failed (load or warm-up)
         self.started = False
         self._algos: dict[tuple[Any, ...], Any] = {}
@@ -70,7 +70,7 @@ class ModelHub:
         for reg in self.registries.values():
             for e in reg.scan():
                 latest[e.name] = max(latest.get(e.name, e.version), e.version)
-        self.configured = {f"{n}@{v}" for n, v in latest.items()}
+        self.wanted = {f"{n}@{v}" for n, v in latest.items()}
         if not latest:
             root = self.primary.root
             why = "does not exist" if not root.is_dir() else "holds no <name>/<version>/model.toml"
@@ -112,6 +112,7 @@ class ModelHub:
                 reg.unload(name, version)
             raise
         self.failures.pop(mid, None)
+        self.wanted.add(mid)
         return loaded
 
     def rescan(self) -> None:
@@ -123,6 +124,7 @@ class ModelHub:
         for reg in self.registries.values():
             reg.unload(name, version)
         self.failures.pop(f"{name}@{version}", None)
+        self.wanted.discard(f"{name}@{version}")
         self._forget(f"{name}@{version}")
 
     def reload(self, name: str, version: int) -> list[LoadedModel]:
@@ -237,12 +239,14 @@ class ModelHub:
             return None
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
-        """(ready, {id: "ready" | "failed: ..." | "loading"}) over the models configured at startup."""
+        """(ready, {id: "ready" | "failed: ..." | "loading"}) over the versions meant to serve: the latest version of
+        each model at startup, then every version an admin ``:load`` or ``:reload`` brought up, less those an
+        ``:unload`` took down (an upgrade that loads v2 and unloads v1 stays ready, and reports v2)."""
         if not self.started:
-            return False, {mid: "loading" for mid in sorted(self.configured)}
+            return False, {mid: "loading" for mid in sorted(self.wanted)}
         models: dict[str, str] = {}
         by_id = {e.id: e for e in self.entries()}
-        for mid in sorted(self.configured | set(self.failures)):
+        for mid in sorted(self.wanted | set(self.failures)):
             e = by_id.get(mid)
             state, error = self.state_of(e) if e is not None else ("failed", self.failures.get(mid, "missing"))
             models[mid] = f"failed: {error}" if state == "failed" else state
