@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -85,6 +86,27 @@ def _strip_graph_sigmoid(gm: torch.fx.GraphModule) -> Callable[[], None] | None:
     return undo
 
 
+DYNAMIC_BATCH_HINT = ("torch.onnx.export(..., dynamic_axes={'x': {0: 'batch'}}), torch.export with a Dim on axis 0, "
+                      "or gansampler-server export")
+
+
+def fixed_batch_error(who: str, what: str, fn: Callable[[Tensor], Any], x: Tensor, exc: Exception) -> str | None:
+    """The message for a network that failed with ``exc`` on ``x`` but runs on a batch of 1 or 2 of its rows (the
+    usual fixed batch sizes of an export), or None when it fails on those too."""
+    for b in (1, 2):
+        if b >= x.shape[0]:
+            break
+        try:
+            with torch.no_grad():
+                fn(x[:b])
+        except Exception:  # any failure of the user's network
+            continue
+        return (f"{who} runs on a batch of {b} {what} but fails on a batch of {x.shape[0]} ({exc}): it was exported "
+                f"with a fixed batch size. gansampler batches chains, so export it with a dynamic batch dimension "
+                f"({DYNAMIC_BATCH_HINT})")
+    return None
+
+
 def logit_head(net: Network, kind: str, probe_x: Tensor, manifest_path: Path) -> tuple[LogitFn, list[str]]:
     """The raw logit function of D (x (B, *output_shape) -> (B,)) and notes on how it was obtained.
 
@@ -96,7 +118,8 @@ def logit_head(net: Network, kind: str, probe_x: Tensor, manifest_path: Path) ->
         try:
             out = net.fn(probe_x)
         except Exception as exc:  # any failure of the user's network
-            raise ManifestError(manifest_path, "discriminator.file", f"forward on G's output failed: {exc}") from None
+            fixed = fixed_batch_error("D", "samples", net.fn, probe_x, exc)
+            raise ManifestError(manifest_path, "discriminator.file", fixed or f"forward on G's output failed: {exc}") from None
     b = probe_x.shape[0]
     if out.numel() != b:
         raise ManifestError(

@@ -20,14 +20,18 @@ from torch import Tensor
 
 from service.registry.errors import ManifestError
 from service.registry.files import verified_file
-from service.registry.heads import logit_head
+from service.registry.heads import DYNAMIC_BATCH_HINT, fixed_batch_error, logit_head
 from service.registry.loaders import Network, load_network
 from service.registry.runtime import apply_runtime
 from service.registry.schema import MANIFEST_NAME, Manifest, read_manifest
 from service.samplers.base import GanPair
 from service.samplers.calibration import IDENTITY, Calibration
 
-PROBE_BATCH = 2
+PROBE_BATCH = 4
+ROW_ATOL = 1e-3
+"""How far a row's value may move with the batch size, relative to max(1, its magnitude): kernels for different
+batch sizes round differently (measured: up to 4.5e-5 in a logit of the demo MLP), batch statistics move it by far
+more."""
 PROBE_SEED = 0
 LOGIT_BATCH = 256
 HOLDOUT_KEY = "x"
@@ -202,15 +206,26 @@ def _calibration(m: Manifest, path: Path, require: bool) -> Calibration:
     return cal
 
 
-def _probe(m: Manifest, g: Network, device: str, path: Path) -> Tensor:
-    gen = torch.Generator().manual_seed(PROBE_SEED)
-    z = torch.randn((PROBE_BATCH, *m.latent.shape), generator=gen).to(device)
+def _run_g(g: Network, z: Tensor) -> Tensor | Exception:
     try:
         with torch.no_grad():
-            x = g.fn(z)
+            return g.fn(z)
     except Exception as exc:  # any failure of the user's network
+        return exc
+
+
+def _probe(m: Manifest, g: Network, device: str, path: Path) -> tuple[Tensor, list[str]]:
+    """G's output on ``PROBE_BATCH`` probe latents, checked: shape, finiteness, and that a row does not depend on
+    the batch it runs in (row 0 alone against row 0 among the others). Returns (x, notes)."""
+    gen = torch.Generator().manual_seed(PROBE_SEED)
+    z = torch.randn((PROBE_BATCH, *m.latent.shape), generator=gen).to(device)
+    x = _run_g(g, z)
+    if isinstance(x, Exception):
+        fixed = fixed_batch_error("G", "latents", g.fn, z, x)
+        if fixed is not None:
+            raise ManifestError(path, "generator.file", fixed)
         raise ManifestError(
-            path, "latent.shape", f"G failed on a batch of latents of shape {tuple(z.shape)}: {exc}"
+            path, "latent.shape", f"G failed on a batch of latents of shape {tuple(z.shape)}: {x}"
         ) from None
     if tuple(x.shape) != (PROBE_BATCH, *m.output.shape):
         raise ManifestError(
@@ -218,7 +233,69 @@ def _probe(m: Manifest, g: Network, device: str, path: Path) -> Tensor:
             "output.shape",
             f"G returned {tuple(x.shape)} for {PROBE_BATCH} latents, manifest says {list(m.output.shape)}",
         )
-    return x
+    alone = _run_g(g, z[:1])
+    if isinstance(alone, Exception) or tuple(alone.shape) != (1, *m.output.shape):
+        why = alone if isinstance(alone, Exception) else f"it returned shape {tuple(alone.shape)}"
+        raise ManifestError(path, "generator.file", (
+            f"G runs on a batch of {PROBE_BATCH} latents but not on 1 ({why}). gansampler runs any number of "
+            f"chains at once: export G with a dynamic batch dimension ({DYNAMIC_BATCH_HINT}), in eval mode"
+        ))
+    notes: list[str] = []
+    finite = torch.isfinite(x.detach().flatten(1)).all(1)
+    if not bool(finite.any()):
+        raise ManifestError(path, "generator.file", (
+            f"G returned non-finite values (NaN or inf) for every one of {PROBE_BATCH} probe latents: "
+            "no sample it makes could be served"
+        ))
+    if not bool(finite.all()):
+        notes.append(f"generator: non-finite output for {int((~finite).sum())} of {PROBE_BATCH} probe latents "
+                     "(such proposals are rejected and counted as nonfinite)")
+    diff = _row_diff(alone[0], x[0])
+    if diff is not None:
+        raise ManifestError(path, "generator.file", (
+            f"G's output for a latent depends on the other latents of its batch: alone and in a batch of "
+            f"{PROBE_BATCH} it differs by {diff} (BatchNorm in training mode, or another batch statistic). A sample "
+            "must not depend on what it is batched with: save G in eval mode, with per-sample layers only"
+        ))
+    return x, notes
+
+
+def _row_diff(a: Tensor, b: Tensor) -> str | None:
+    """None when one row's values computed at two batch sizes agree (kernels round differently by batch size:
+    ``ROW_RTOL`` / ``ROW_ATOL`` leave room for that, not for a batch statistic), else how they differ."""
+    a, b = a.detach().double().flatten(), b.detach().double().flatten()
+    if not torch.equal(torch.isfinite(a), torch.isfinite(b)):
+        return "in which values are finite"
+    ok = torch.isfinite(a)
+    a, b = a[ok], b[ok]
+    if a.numel() == 0:
+        return None
+    scale = float(torch.maximum(a.abs().max(), b.abs().max()).clamp(min=1.0))
+    worst = float((a - b).abs().max())
+    return None if worst <= ROW_ATOL * scale else f"{worst:.3g} (largest value {scale:.3g})"
+
+
+def _check_d_rows(raw_logit: Callable[[Tensor], Tensor], x: Tensor, path: Path) -> None:
+    """D scores each sample on its own: its logit for row 0 alone equals its logit in the probe batch."""
+    try:
+        with torch.no_grad():
+            alone, batch = raw_logit(x[:1]), raw_logit(x)
+    except Exception as exc:  # any failure of the user's network
+        raise ManifestError(path, "discriminator.file", (
+            f"D runs on a batch of {x.shape[0]} samples but not on 1 ({exc}). gansampler runs any number of "
+            f"chains at once: export D with a dynamic batch dimension ({DYNAMIC_BATCH_HINT}), in eval mode"
+        )) from None
+    if bool(torch.isfinite(x[:1]).all()) and not bool(torch.isfinite(batch).any()):
+        raise ManifestError(path, "discriminator.file",
+                            f"D returned non-finite logits for every one of {x.shape[0]} probe samples of G")
+    diff = _row_diff(alone.reshape(-1)[:1], batch.reshape(-1)[:1])
+    if diff is not None:
+        raise ManifestError(path, "discriminator.file", (
+            f"D's logit for a sample depends on the other samples of its batch: alone and in a batch of "
+            f"{x.shape[0]} it differs by {diff} (a minibatch standard deviation layer, BatchNorm in training mode, or "
+            "another batch statistic). Sampling needs a per-sample density ratio, and a sample must not depend on "
+            "what it is batched with: serve a D whose logit for a sample uses that sample alone"
+        ))
 
 
 def _gradient_break(
@@ -259,8 +336,10 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
         f = verified_file(version_dir, spec.file, spec.sha256, path, f"{role}.file", f"{role}.sha256")
         nets[role] = load_network(spec, f, device, path, role)
     g, d = nets["generator"], nets["discriminator"]
-    x_probe = _probe(m, g, device, path)
+    x_probe, g_notes = _probe(m, g, device, path)
     raw_logit, notes = logit_head(d, m.discriminator.output, x_probe, path)
+    _check_d_rows(raw_logit, x_probe, path)
+    notes = g_notes + notes
     cal = _calibration(m, path, require_calibration)
     holdout = _load_holdout(m, version_dir, path, device)
     no_grad_reason = _gradient_break(m, g.fn, raw_logit, device) if g.differentiable and d.differentiable else None

@@ -81,6 +81,28 @@ def test_mixed_onnx_generator_makes_the_pair_forward_only(root: Path) -> None:
     assert model.supports("rep")[0] is False
 
 
+@pytest.mark.parametrize(("role", "batch"), [("generator", 2), ("generator", 1), ("discriminator", 2)])
+def test_onnx_exported_with_a_fixed_batch_is_refused_with_the_fix(root: Path, role: str, batch: int) -> None:
+    """An ONNX network exported without a dynamic batch axis (the exporter's default) is named as such at load,
+    whichever fixed batch it has, instead of failing later in the server's warm-up or its first request."""
+    from service.registry.files import sha256_file
+    from tests.registry.helpers import read_toml, write_manifest
+    from tests.registry.toy_arch import ToyD, ToyG
+
+    vdir = make_version(root, g_format="onnx", d_format="onnx")
+    net, width = (ToyG(NZ, NX), NZ) if role == "generator" else (ToyD(nx=NX), NX)
+    f = vdir / f"{role}.onnx"
+    torch.onnx.export(net.eval(), (torch.randn(batch, width),), str(f), input_names=["x"], output_names=["y"],
+                      dynamo=False)
+    manifest = read_toml(vdir)
+    manifest[role]["sha256"] = sha256_file(f)
+    write_manifest(vdir, manifest)
+    with pytest.raises(ManifestError) as err:
+        load_version(vdir)
+    assert err.value.field == f"{role}.file", str(err.value)
+    assert "fixed batch size" in str(err.value) and "dynamic_axes" in str(err.value)
+
+
 def _original_probability(vdir: Path, d_format: str, x: torch.Tensor) -> torch.Tensor:
     """D as the user saved it (sigmoid included), loaded without the registry."""
     from safetensors.torch import load_file

@@ -56,3 +56,24 @@ class ToyImageG(nn.Module):
 
 class NotAModule:
     """An importable class that is not an nn.Module (must be refused as arch)."""
+
+
+class NanToyG(ToyG):
+    """ToyG whose every output is NaN (a broken checkpoint): nothing it makes can be served."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z) * float("nan")
+
+
+class BatchCoupledToyG(ToyG):
+    """ToyG that centres its latents on the batch mean: a row's output depends on the other rows."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z - z.mean(0, keepdim=True))
+
+
+class MinibatchStdToyD(ToyD):
+    """ToyD plus the batch's standard deviation (a ProGAN/StyleGAN-style minibatch-stddev feature)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + x.std(0).mean()
