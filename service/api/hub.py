@@ -65,22 +65,33 @@ class ModelHub:
     # --- lifecycle (blocking: run off the event loop) -----------------------------------------------------------
 
     def start(self) -> None:
-        """Scan, then load and warm up the latest version of every model on every device."""
-        latest: dict[str, int] = {}
+        """Scan, then load and warm up the latest version of every model on every device.
+
+        When a model's latest version fails (a half-copied or broken new version), the next older version that loads
+        serves instead, and the failed one is reported (readiness, the model list, the log)."""
+        versions: dict[str, set[int]] = {}
         for reg in self.registries.values():
             for e in reg.scan():
-                latest[e.name] = max(latest.get(e.name, e.version), e.version)
-        self.wanted = {f"{n}@{v}" for n, v in latest.items()}
-        if not latest:
+                versions.setdefault(e.name, set()).add(e.version)
+        self.wanted = {f"{n}@{max(vs)}" for n, vs in versions.items()}
+        if not versions:
             root = self.primary.root
             why = "does not exist" if not root.is_dir() else "holds no <name>/<version>/model.toml"
             log.warning("no models to serve: registry root %s %s (set --models or GANSAMPLER_MODELS_DIR)",
                         root.resolve(), why)
-        for name, version in sorted(latest.items()):
-            try:
-                self.load(name, version)
-            except RegistryError as exc:
-                log.error("model %s@%s failed to load: %s", name, version, exc)
+        for name, vs in sorted(versions.items()):
+            failed: list[int] = []
+            for version in sorted(vs, reverse=True):
+                try:
+                    self.load(name, version)
+                except RegistryError as exc:
+                    log.error("model %s@%s failed to load: %s", name, version, exc)
+                    failed.append(version)
+                    continue
+                if failed:
+                    log.warning("model %s: serving version %d, the newest that loads (failed: %s)",
+                                name, version, ", ".join(map(str, failed)))
+                break
         self.started = True
 
     def load(self, name: str, version: int) -> list[LoadedModel]:

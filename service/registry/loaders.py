@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,11 +46,37 @@ class Network(NamedTuple):
     backend: str
 
 
+_IMPORTED_AT: dict[str, float] = {}
+"""When :func:`import_arch` first saw each arch module in this process (Python imports a module once)."""
+
+
+def arch_changed_on_disk(arch: str) -> str | None:
+    """A note when the source file of ``arch``'s module changed after this process imported it, else None.
+
+    Loading a new version (``:load``, ``:reload``) re-reads weights and model.toml, never Python code: the class
+    stays the one first imported, which a user who edited it would not expect."""
+    mod_name = arch.partition(":")[0]
+    module, seen = sys.modules.get(mod_name), _IMPORTED_AT.get(mod_name)
+    source = getattr(module, "__file__", None)
+    if module is None or seen is None or source is None:
+        return None
+    try:
+        changed = Path(source).stat().st_mtime > seen
+    except OSError:
+        return None
+    if not changed:
+        return None
+    return (f"{source} changed after this server imported it: {arch} still runs the code imported then (Python "
+            "imports a module once per process); restart the server to use the new code, or ship torch_export "
+            "archives, which carry their graph")
+
+
 def import_arch(arch: str, manifest_path: Path, field: str) -> type[nn.Module]:
     """The class at ``package.module:Class``; it must be an nn.Module subclass."""
     mod_name, _, attr = arch.partition(":")
     try:
         obj: Any = importlib.import_module(mod_name)
+        _IMPORTED_AT.setdefault(mod_name, time.time())
         for part in attr.split("."):
             obj = getattr(obj, part)
     except ModuleNotFoundError as exc:
@@ -61,7 +89,8 @@ def import_arch(arch: str, manifest_path: Path, field: str) -> type[nn.Module]:
             )
         raise ManifestError(manifest_path, field, f"cannot import {arch!r}: {exc}{hint}") from None
     except (ImportError, AttributeError) as exc:
-        raise ManifestError(manifest_path, field, f"cannot import {arch!r}: {exc}") from None
+        stale = arch_changed_on_disk(arch)
+        raise ManifestError(manifest_path, field, f"cannot import {arch!r}: {exc}" + (f" ({stale})" if stale else "")) from None
     if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
         raise ManifestError(manifest_path, field, f"{arch!r} is not an nn.Module class")
     return obj

@@ -8,6 +8,7 @@ logits. Every failure is a :class:`~service.registry.errors.RegistryError` namin
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,11 +22,13 @@ from torch import Tensor
 from service.registry.errors import ManifestError
 from service.registry.files import verified_file
 from service.registry.heads import DYNAMIC_BATCH_HINT, fixed_batch_error, logit_head
-from service.registry.loaders import Network, load_network
+from service.registry.loaders import Network, arch_changed_on_disk, load_network
 from service.registry.runtime import apply_runtime
 from service.registry.schema import MANIFEST_NAME, Manifest, read_manifest
 from service.samplers.base import GanPair
 from service.samplers.calibration import IDENTITY, Calibration
+
+log = logging.getLogger(__name__)
 
 PROBE_BATCH = 4
 ROW_ATOL = 1e-3
@@ -336,10 +339,14 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
         f = verified_file(version_dir, spec.file, spec.sha256, path, f"{role}.file", f"{role}.sha256")
         nets[role] = load_network(spec, f, device, path, role)
     g, d = nets["generator"], nets["discriminator"]
+    arch_notes = [f"{role}.arch: {stale}" for role, spec in (("generator", m.generator), ("discriminator", m.discriminator))
+                  if spec.arch and (stale := arch_changed_on_disk(spec.arch))]
+    for note in arch_notes:
+        log.warning("%s: %s", m.id, note)
     x_probe, g_notes = _probe(m, g, device, path)
     raw_logit, notes = logit_head(d, m.discriminator.output, x_probe, path)
     _check_d_rows(raw_logit, x_probe, path)
-    notes = g_notes + notes
+    notes = arch_notes + g_notes + notes
     cal = _calibration(m, path, require_calibration)
     holdout = _load_holdout(m, version_dir, path, device)
     no_grad_reason = _gradient_break(m, g.fn, raw_logit, device) if g.differentiable and d.differentiable else None

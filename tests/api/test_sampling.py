@@ -138,6 +138,21 @@ async def test_readyz_reports_failed_models_and_stays_ready(tmp_path: Path) -> N
         assert r.status_code == 503 and "generator.sha256" in r.json()["error"]["message"]
 
 
+async def test_a_broken_newest_version_falls_back_to_the_newest_that_loads(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    gauss(root)
+    bad = gauss(root, version=2)
+    (bad / "generator.safetensors").write_bytes(b"half-copied")
+    async with serve(root, tmp_path / "data") as (client, _):
+        r = await client.get("/readyz")
+        models = r.json()["models"]
+        assert r.status_code == 200 and models["gauss@1"] == "ready" and models["gauss@2"].startswith("failed: ")
+        r = await client.post("/v1/samples/raw", json={"model": "gauss", "n": 2, "seed": 1})
+        assert r.status_code == 200 and r.json()["model"] == "gauss@1"
+        r = await client.post("/v1/samples/raw", json={"model": "gauss@2", "n": 2})
+        assert r.status_code == 503 and "generator.sha256" in r.json()["error"]["message"]
+
+
 async def test_readyz_follows_an_upgrade_by_load_and_unload(tmp_path: Path) -> None:
     """Load v2 and unload v1 (the documented upgrade without a restart): still ready, and v2 is what readiness and
     ``gansampler_model_ready`` report."""

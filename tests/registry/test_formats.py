@@ -204,3 +204,28 @@ def test_loads_on_cuda_with_gradients(root: Path, fmt: str) -> None:
     z = torch.randn(4, NZ, device="cuda", requires_grad=True)
     (g,) = torch.autograd.grad(model.pair.logit(model.pair.generator(z)).sum(), z)
     assert g.device.type == "cuda" and model.pair.real is not None and model.pair.real.device.type == "cuda"
+
+
+def test_an_arch_module_edited_after_import_is_named_at_the_next_load(root: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python imports a module once: a version loaded after its arch's source changed still runs the old code, and
+    its notes say so (with the fix: restart), instead of serving stale code silently."""
+    import os
+    import time
+
+    from tests.registry.helpers import read_toml, write_manifest
+
+    code = tmp_path / "code"
+    code.mkdir()
+    source = code / "user_arch_edited.py"
+    source.write_text("from tests.registry.toy_arch import ToyG\n\n\nclass G(ToyG):\n    pass\n")
+    monkeypatch.syspath_prepend(str(code))
+    vdir = make_version(root)
+    manifest = read_toml(vdir)
+    manifest["generator"]["arch"] = "user_arch_edited:G"
+    write_manifest(vdir, manifest)
+    assert not [n for n in load_version(vdir).notes if "changed after this server imported it" in n]
+    later = time.time() + 5
+    os.utime(source, (later, later))
+    notes = [n for n in load_version(vdir).notes if "changed after this server imported it" in n]
+    assert len(notes) == 1 and notes[0].startswith("generator.arch: ") and "restart the server" in notes[0]
