@@ -28,6 +28,7 @@ DEFAULT_MAX_N = 1024
 DEFAULT_MAX_STEPS = 10_000
 DEFAULT_MAX_CHAIN_STEPS = 2_000_000  # n × steps of one request
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_MAX_RESULT_BYTES = 2**30  # n × one sample's float32 bytes: a request's samples held in memory
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_TIMEOUT_S = 600.0
 
@@ -44,6 +45,7 @@ DEFAULT_DEVICE_MEMORY_FRACTION = 0.8  # share of a GPU's free memory (at a pool'
 DEFAULT_MAX_JOB_N = 65_536
 DEFAULT_MAX_JOB_STEPS = 100_000
 DEFAULT_MAX_JOB_CHAIN_STEPS = 200_000_000
+DEFAULT_MAX_JOB_RESULT_BYTES = 8 * 2**30
 DEFAULT_MAX_RUNNING_JOBS = 2
 DEFAULT_JOB_PROGRESS_INTERVAL_S = 0.5  # how often progress is persisted and streamed
 
@@ -82,6 +84,12 @@ class Settings(BaseSettings):
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1)
     max_chain_steps: int = Field(default=DEFAULT_MAX_CHAIN_STEPS, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=256)
+    max_result_bytes: int = Field(
+        default=DEFAULT_MAX_RESULT_BYTES, ge=1,
+        description="most bytes of samples one request may ask for (n × one sample's float32 size): a model with "
+        "large outputs gets a 413 naming how many samples fit, instead of an allocation that fails the requests "
+        "batched with it or exhausts the host",
+    )
     default_timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
     max_timeout_s: float = Field(default=DEFAULT_MAX_TIMEOUT_S, gt=0)
 
@@ -111,6 +119,7 @@ class Settings(BaseSettings):
     max_job_n: int = Field(default=DEFAULT_MAX_JOB_N, ge=1)
     max_job_steps: int = Field(default=DEFAULT_MAX_JOB_STEPS, ge=1)
     max_job_chain_steps: int = Field(default=DEFAULT_MAX_JOB_CHAIN_STEPS, ge=1)
+    max_job_result_bytes: int = Field(default=DEFAULT_MAX_JOB_RESULT_BYTES, ge=1)
     max_running_jobs: int = Field(default=DEFAULT_MAX_RUNNING_JOBS, ge=1)
     job_progress_interval_s: float = Field(default=DEFAULT_JOB_PROGRESS_INTERVAL_S, gt=0)
 

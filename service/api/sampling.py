@@ -26,14 +26,21 @@ class Limits(NamedTuple):
     max_chain_steps: int
     max_timeout_s: float | None
     default_timeout_s: float | None
+    max_result_bytes: int
+    for_jobs: bool  # the limits of jobs (the max_job_* settings), named so in messages
+
+    def setting(self, name: str) -> str:
+        """The setting behind limit ``name`` ("chain_steps" -> max_chain_steps, or max_job_chain_steps for jobs)."""
+        return f"max_job_{name}" if self.for_jobs else f"max_{name}"
 
     @staticmethod
     def interactive(s: Settings) -> Limits:
-        return Limits(s.max_n, s.max_steps, s.max_chain_steps, s.max_timeout_s, s.default_timeout_s)
+        return Limits(s.max_n, s.max_steps, s.max_chain_steps, s.max_timeout_s, s.default_timeout_s,
+                      s.max_result_bytes, False)
 
     @staticmethod
     def job(s: Settings) -> Limits:
-        return Limits(s.max_job_n, s.max_job_steps, s.max_job_chain_steps, None, None)
+        return Limits(s.max_job_n, s.max_job_steps, s.max_job_chain_steps, None, None, s.max_job_result_bytes, True)
 
 
 @dataclass(frozen=True)
@@ -88,11 +95,19 @@ def prepare(
     if sampler == "raw":
         steps = 0
     if steps > limits.max_steps:
-        raise InvalidRequest(f"steps must be <= {limits.max_steps}, got {steps} (the model's default)", "steps")
+        raise InvalidRequest(
+            f"steps must be <= {limits.max_steps}, got {steps} (the model's default)", "steps")
     if req.n * max(steps, 1) > limits.max_chain_steps:
         raise TooLarge(
-            f"n × steps must be <= {limits.max_chain_steps} (max_chain_steps), got {req.n} × {steps} = "
+            f"n × steps must be <= {limits.max_chain_steps} ({limits.setting('chain_steps')}), got {req.n} × {steps} = "
             f"{req.n * steps}", "steps")
+    sample_bytes = 4 * math.prod(model.manifest.output.shape)  # float32, as the engine holds samples
+    if req.n * sample_bytes > limits.max_result_bytes:
+        fit = limits.max_result_bytes // sample_bytes
+        raise TooLarge(
+            f"n × sample size must be <= {limits.max_result_bytes} bytes ({limits.setting('result_bytes')}), got {req.n} × "
+            f"{sample_bytes} bytes (float32 {list(model.manifest.output.shape)}) = {req.n * sample_bytes}: "
+            f"at most {fit} samples of {model.id} per {'job' if limits.for_jobs else 'request'}", "n")
     kind, shape = model.manifest.output.kind, tuple(model.manifest.output.shape)
     output = req.output or ("png" if can_png(kind, shape) is None else "array")
     if output == "png" and (why := can_png(kind, shape)) is not None:

@@ -15,7 +15,8 @@ never propagates: a few bisecting runs follow, and the limit is the largest row 
 
 On CPU (and MPS) nothing is probed: the limit is ``max_step_rows`` when set, else ``max(max_batch_chains,
 block_proposals)``: a full pool or a full proposal block, whichever is larger. It never binds, so by default a CPU
-pool admits and blocks exactly as ``max_batch_chains`` and ``block_proposals`` alone allow.
+pool admits and blocks exactly as ``max_batch_chains`` and ``block_proposals`` alone allow, until the host's
+allocator refuses a step (:func:`is_host_oom`): that halves the key's limit as a GPU's out-of-memory error does.
 
 Everything device-specific sits behind :class:`DeviceMemory`, so tests on a CPU-only machine drive the probe with a
 simulated device (a fake memory model, or ``torch.cuda``'s queries monkeypatched under :class:`CudaMemory`).
@@ -216,6 +217,12 @@ RunFor = Callable[[SamplingAlgorithm, str], StepRun]
 LabelKey = tuple[str, str, str]  # (model, sampler, device): the exported gauge's labels
 
 
+def is_host_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` is the host allocator refusing memory: ``MemoryError``, or torch's CPU allocator
+    (``RuntimeError: [enforce fail at alloc_cpu.cpp] ... DefaultCPUAllocator: can't allocate memory``)."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
 class StepBudget:
     """Per pool key, the most proposal rows one step may evaluate: found once, cached, halved after an OOM.
 
@@ -294,7 +301,7 @@ class StepBudget:
         oom_types: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError,)
         if memory is not None:
             oom_types += (memory.oom_error,)
-        if not isinstance(exc, oom_types):
+        if not isinstance(exc, oom_types) and not is_host_oom(exc):
             return None
         if memory is not None:
             memory.release_cache()

@@ -54,6 +54,26 @@ async def test_job_runs_to_a_result_with_progress_events(toy_models: Path, tmp_p
         assert np.load(io.BytesIO(npz.content))["samples"].shape == (8, 1)
 
 
+async def test_result_bytes_are_limited_per_request_and_per_job_with_the_setting_named(toy_models: Path,
+                                                                                      tmp_path: Path) -> None:
+    """A model with large samples gets a 413 naming how many fit, before any chain runs (image: 1x4x4 float32 =
+    64 bytes a sample); jobs have their own byte and chain-step limits, named as such."""
+    async with serve(toy_models, tmp_path, max_result_bytes=200, max_job_result_bytes=640,
+                     max_job_chain_steps=100) as (client, _):
+        ok = await client.post("/v1/samples/raw", json={"model": "image", "n": 3, "output": "array"})
+        assert ok.status_code == 200
+        r = await client.post("/v1/samples/raw", json={"model": "image", "n": 4})
+        err = r.json()["error"]
+        assert r.status_code == 413 and err["param"] == "n"
+        assert err["message"].startswith("n × sample size must be <= 200 bytes (max_result_bytes), got 4 × 64 bytes")
+        assert "at most 3 samples of image@1 per request" in err["message"]
+        assert (await client.post("/v1/jobs", json={"sampler": "raw", "model": "image", "n": 10})).status_code == 202
+        r = await client.post("/v1/jobs", json={"sampler": "raw", "model": "image", "n": 11})
+        assert r.status_code == 413 and "(max_job_result_bytes)" in r.json()["error"]["message"]
+        r = await client.post("/v1/jobs", json={"sampler": "mh", "model": "gauss", "n": 2, "steps": 51})
+        assert r.status_code == 413 and "(max_job_chain_steps)" in r.json()["error"]["message"]
+
+
 async def test_jobs_take_larger_n_than_requests_and_have_their_own_limits(toy_models: Path, tmp_path: Path) -> None:
     async with serve(toy_models, tmp_path, max_n=4, max_job_n=16) as (client, _):
         assert (await client.post("/v1/samples/raw", json={"model": "gauss", "n": 8})).status_code == 422

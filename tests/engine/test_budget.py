@@ -252,6 +252,20 @@ def test_shrink_after_halves_on_out_of_memory_only() -> None:
     assert b.rows(k, ALGO) == MIN_STEP_ROWS
 
 
+def test_the_host_allocator_refusing_a_cpu_step_halves_its_limit() -> None:
+    """On CPU nothing is probed, but a step the allocator refuses (torch's RuntimeError, or MemoryError) halves the
+    key's limit, so later requests run in smaller steps instead of failing again."""
+    b = StepBudget(1024, block_proposals=4096)
+    k = key(device="cpu")
+    assert b.rows(k, ALGO) == 4096
+    cpu_oom = RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 12884901888 bytes. Error code 12 (Cannot allocate memory)")
+    assert b.shrink_after(k, cpu_oom) == 2048
+    assert b.shrink_after(k, MemoryError()) == 1024
+    assert b.shrink_after(k, RuntimeError("shape mismatch")) is None
+    assert b.rows(k, ALGO) == 1024 and b.limits()[("gauss@1", "mh", "cpu")] == 1024
+
+
 def test_settings_reach_the_engine_budget() -> None:
     s = Settings(device_memory_fraction=0.6, max_step_rows=77, max_batch_chains=32)
     e = Engine(EngineConfig.from_settings(s))
