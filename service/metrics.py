@@ -167,7 +167,7 @@ class PrometheusSink:
         labels = (s.model, s.sampler)
         self.batch_chains.labels(*labels).observe(s.rows)
         self.step_duration.labels(*labels).observe(s.seconds)
-        self.chain_steps.labels(*labels).inc(s.rows)
+        self.chain_steps.labels(*labels).inc(s.chain_steps)
         self.proposals.labels(*labels).inc(s.proposals)
         self.accepted.labels(*labels).inc(s.accepted)
         self.nonfinite.labels(*labels).inc(s.nonfinite)

@@ -25,6 +25,7 @@ class StepStats:
     accepted: int
     nonfinite: int
     seconds: float
+    chain_steps: int  # steps run in all: rows × steps per row (a proposal block runs several per row)
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,7 +235,7 @@ class DeviceWorker:
         key = pool.key
         self.sink.record_step(
             StepStats(key.model, key.sampler, key.device, counts.rows, counts.proposals, counts.accepted,
-                      counts.nonfinite, seconds)
+                      counts.nonfinite, seconds, counts.chain_steps)
         )
         self.admission.observe(counts.chain_steps, seconds)
         give = 0

@@ -189,6 +189,7 @@ async def test_metrics_are_filled_by_the_engine(toy_models: Path, tmp_path: Path
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
         text = r.text
         assert 'gansampler_mcmc_proposals_total{model="gauss@1",sampler="mh"} 40.0' in text
+        assert 'gansampler_chain_steps_total{model="gauss@1",sampler="mh"} 40.0' in text  # n × steps, blocks or not
         assert 'gansampler_requests_total{route="/v1/samples/{sampler}",status="200"} 1.0' in text
         assert "gansampler_batch_chains" in text
 

@@ -45,7 +45,7 @@ def test_implements_the_stats_sink_protocol(sink: PrometheusSink) -> None:
 
 def test_step_counters_and_histograms(sink: PrometheusSink) -> None:
     ms = {"model": MODEL, "sampler": "mh"}
-    assert value(sink, "gansampler_chain_steps_total", **ms) == 12
+    assert value(sink, "gansampler_chain_steps_total", **ms) == 68  # steps run (a block runs several per row)
     assert value(sink, "gansampler_mcmc_proposals_total", **ms) == 12
     assert value(sink, "gansampler_mcmc_accepted_total", **ms) == 7
     assert value(sink, "gansampler_nonfinite_total", **ms) == 1
@@ -151,7 +151,8 @@ def test_render_is_text_format_with_bounded_labels(sink: PrometheusSink) -> None
 def test_concurrent_recording_is_exact() -> None:
     sink = PrometheusSink()
     threads, per_thread = 8, 500
-    step = StepStats(MODEL, "rep", "cpu", rows=2, proposals=2, accepted=1, nonfinite=0, seconds=0.001)
+    step = StepStats(MODEL, "rep", "cpu", rows=2, proposals=2, accepted=1, nonfinite=0, seconds=0.001,
+                     chain_steps=2)
     start = threading.Barrier(threads)
 
     def work() -> None:

@@ -27,8 +27,10 @@ def require_binary(name: str) -> str:
 
 def feed(sink: StatsSink) -> None:
     """One call of every StatsSink method, so that every series of the sink has at least one sample."""
-    sink.record_step(StepStats(MODEL, "mh", "cpu", rows=8, proposals=8, accepted=3, nonfinite=1, seconds=0.004))
-    sink.record_step(StepStats(MODEL, "mh", "cpu", rows=4, proposals=4, accepted=4, nonfinite=0, seconds=0.002))
+    sink.record_step(StepStats(MODEL, "mh", "cpu", rows=8, proposals=8, accepted=3, nonfinite=1, seconds=0.004,
+                               chain_steps=64))
+    sink.record_step(StepStats(MODEL, "mh", "cpu", rows=4, proposals=4, accepted=4, nonfinite=0, seconds=0.002,
+                               chain_steps=4))
     sink.record_chains(
         ChainsFinished(MODEL, "mh", acceptance_rates=(0.12, 0.5, 0.97), logit_initial=(-1.2, -0.7, 0.1),
                        logit_final=(0.4, 0.6, float("nan")), samples=3)
