@@ -6,6 +6,7 @@ The API's own errors (raised at the edge)::
     ├── BadRequest            400 bad_request             malformed JSON
     ├── Unauthorized          401 unauthorized
     ├── NotFound              404 not_found               unknown sampler, job, route
+    ├── NotAcceptable         406 not_acceptable          Accept allows neither JSON nor npz
     ├── Conflict              409 conflict                job not finished, version already loaded
     ├── TooLarge              413 too_large               body or n × steps over the limit
     ├── UnsupportedMediaType  415 unsupported_media_type
@@ -53,6 +54,9 @@ class Unauthorized(ApiError): ...
 class NotFound(ApiError): ...
 
 
+class NotAcceptable(ApiError): ...
+
+
 class Conflict(ApiError): ...
 
 
@@ -72,6 +76,7 @@ ERROR_TABLE: dict[type[BaseException], tuple[int, str]] = {
     BadRequest: (400, "bad_request"),
     Unauthorized: (401, "unauthorized"),
     NotFound: (404, "not_found"),
+    NotAcceptable: (406, "not_acceptable"),
     Conflict: (409, "conflict"),
     TooLarge: (413, "too_large"),
     UnsupportedMediaType: (415, "unsupported_media_type"),

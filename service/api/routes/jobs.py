@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from service.api.deps import ERROR_RESPONSES, ServicesDep, require_api_key
 from service.api.encoding import NPZ_MEDIA_TYPE
+from service.api.negotiation import wants_npz
 from service.api.schemas import Job, JobRequest, SampleResponse
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)],
@@ -33,7 +34,7 @@ async def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
             summary="The sampling response; 409 until the job succeeded",
             responses={200: {"content": {NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
 async def get_result(job_id: str, request: Request, services: ServicesDep) -> Response:
-    npz = NPZ_MEDIA_TYPE in request.headers.get("accept", "")
+    npz = wants_npz(request.headers.get("accept"))
     data = await services.jobs.result(job_id, npz)
     return Response(data, media_type=NPZ_MEDIA_TYPE if npz else "application/json")
 

@@ -11,6 +11,7 @@ from starlette.types import Receive
 
 from service.api.deps import ERROR_RESPONSES, ServicesDep, require_api_key
 from service.api.encoding import NPZ_MEDIA_TYPE
+from service.api.negotiation import wants_npz
 from service.api.results import npz_body, response_body
 from service.api.sampling import Limits, prepare
 from service.api.schemas import SAMPLER_NAMES, SampleRequest, SampleResponse
@@ -42,6 +43,7 @@ async def create_samples(body: SampleRequest, request: Request, services: Servic
     """Runs ``n`` chains of ``sampler`` on ``model``, batched at the MCMC step with every other request on the
     same model and sampler. ``Accept: application/x-npz`` returns arrays + diagnostics in one binary body."""
     t0 = time.perf_counter()
+    npz = wants_npz(request.headers.get("accept"))  # 406 before any chain runs
     s = services.settings
     prep = prepare(body, sampler, services.hub, Limits.interactive(s), Priority.INTERACTIVE, s.max_trace_points)
     ticket = services.engine.submit(prep.work)
@@ -49,7 +51,7 @@ async def create_samples(body: SampleRequest, request: Request, services: Servic
     request.state.queue_s = result.queue_s
     total = time.perf_counter() - t0
     small = prep.output == "array" and result.output.x.numel() <= INLINE_ENCODE_MAX_VALUES
-    if NPZ_MEDIA_TYPE in request.headers.get("accept", ""):
+    if npz:
         data = npz_body(prep, result, total) if small else await asyncio.to_thread(npz_body, prep, result, total)
         return Response(data, media_type=NPZ_MEDIA_TYPE)
     payload = response_body(prep, result, total) if small else await asyncio.to_thread(response_body, prep, result, total)
