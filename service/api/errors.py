@@ -161,6 +161,18 @@ def _nesting_hint(param: str | None) -> str:
     return ""
 
 
+def _json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words, with the value shortened."""
+    import json
+
+    kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), "null" if value is None else type(value).__name__)
+    if value is None:
+        return kind
+    text = json.dumps(value, default=str)
+    return f"{kind}: {text if len(text) <= 60 else text[:60] + '...'}"
+
+
 def validation_error(exc: RequestValidationError) -> ApiError:
     """The first pydantic error as an ApiError naming the field, the value and the constraint."""
     errs = exc.errors()
@@ -172,6 +184,10 @@ def validation_error(exc: RequestValidationError) -> ApiError:
         return BadRequest(f"malformed JSON body: {e.get('ctx', {}).get('error', e.get('msg'))}")
     loc = tuple(e.get("loc", ()))
     param = _loc_to_param(loc)
+    if param is None and loc[:1] == ("body",):  # the body as a whole: absent, or not a JSON object
+        if kind == "missing":
+            return BadRequest("request body is required: a JSON object (see /docs for the fields)")
+        return BadRequest(f"request body must be a JSON object, got {_json_kind(e.get('input'))}")
     if kind == "extra_forbidden":
         return InvalidRequest(f"unknown field {param!r}{_nesting_hint(param)}", param)
     if kind == "missing":
@@ -198,8 +214,13 @@ def install(app: FastAPI) -> None:
             return error_response(NotFound(f"no route {request.method} {request.url.path}"), _rid(request))
         if exc.status_code == 405:
             body = error_body("method_not_allowed", f"method {request.method} not allowed on {request.url.path}")
-            return JSONResponse(body, status_code=405)
-        return JSONResponse(error_body("bad_request", str(exc.detail)), status_code=exc.status_code)
+            allow = (exc.headers or {}).get("Allow")
+            return JSONResponse(body, status_code=405, headers={"Allow": allow} if allow else None)
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":  # undecodable bytes
+            detail = ("malformed body: not UTF-8 JSON (send application/json text; content-encoding such as gzip "
+                      "is not supported)")
+        return JSONResponse(error_body("bad_request", detail), status_code=exc.status_code)
 
     async def _table(request: Request, exc: Exception) -> JSONResponse:
         status, _ = lookup(exc)

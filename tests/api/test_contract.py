@@ -66,6 +66,14 @@ CASES: list[tuple[str, str, dict[str, Any], int, str, str | None, str | None]] =
      415, "unsupported_media_type", None,
      "request body must be application/json, got content-type 'application/x-www-form-urlencoded'"),
     ("malformed JSON", "mh", raw_json('{"model": "gauss", "n": '), 400, "bad_request", None, None),
+    ("empty body", "mh", raw_json(""), 400, "bad_request", None,
+     "request body is required: a JSON object (see /docs for the fields)"),
+    ("body is an array", "mh", raw_json("[1, 2]"), 400, "bad_request", None,
+     "request body must be a JSON object, got an array: [1, 2]"),
+    ("body is null", "mh", raw_json("null"), 400, "bad_request", None, "request body must be a JSON object, got null"),
+    ("body not UTF-8", "mh", {"content": b'{"model": "gau\xff\xfe", "n": 1}',
+                              "headers": {"content-type": "application/json"}}, 400, "bad_request", None,
+     "malformed body: not UTF-8 JSON (send application/json text; content-encoding such as gzip is not supported)"),
     ("unknown field", "mh", {"json": {**OK, "temperature": 2}}, 422, "invalid_request", "temperature",
      "unknown field 'temperature'"),
     ("missing model", "mh", {"json": {"n": 2}}, 422, "invalid_request", "model", "model is required"),
@@ -152,3 +160,10 @@ async def test_request_id_is_echoed(api: tuple[httpx.AsyncClient, Services]) -> 
     assert r.headers["request-id"] == "abc-123"
     r = await client.get("/livez", headers={"request-id": "xyz"})
     assert r.headers["request-id"] == "xyz" and r.json() == {"status": "ok"}
+
+
+async def test_method_not_allowed_names_the_allowed_methods(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    r = await client.delete("/livez")
+    assert r.status_code == 405 and r.json()["error"]["type"] == "method_not_allowed"
+    assert "GET" in r.headers["allow"]
