@@ -192,8 +192,49 @@ def test_job_status_wait_cancel_events(server: FakeServer, capsys: pytest.Captur
 
 def test_job_result_too_early(server: FakeServer, capsys: pytest.CaptureFixture[str]) -> None:
     server.add("GET", "/v1/jobs/job_1/result", lambda r: error_response(409, "conflict", "job job_1 is running"))
+    server.add("GET", "/v1/jobs/job_1", lambda r: httpx.Response(200, json=job_body("running", 0.4)))
     assert run(server, "job", "result", "job_1") == EXIT_API_ERROR
     assert "409 conflict: job job_1 is running" in capsys.readouterr().err
+
+
+def test_job_result_of_a_cancelled_job_exits_4_and_says_why(server: FakeServer,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    server.add("GET", "/v1/jobs/job_1/result", lambda r: error_response(409, "conflict", "job job_1 is cancelled"))
+    server.add("GET", "/v1/jobs/job_1", lambda r: httpx.Response(200, json=job_body("cancelled", 0.3)))
+    assert run(server, "job", "result", "job_1") == EXIT_JOB_FAILED
+    err = capsys.readouterr().err
+    assert "job job_1 has no result" in err and "cancelled" in err
+
+
+def test_a_read_timeout_is_not_reported_as_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    code = main(["models", "--url", "http://test", "--max-retries", "0", "--timeout", "0.5"],
+                transport=httpx.MockTransport(slow))
+    err = capsys.readouterr().err
+    assert code == EXIT_CONNECTION and "no response within 0.5 s (--timeout)" in err and "cannot reach" not in err
+
+
+def test_events_into_a_closed_pipe_exit_quietly(server: FakeServer, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``gansampler job events ID | head -1``: the reader closes the pipe; no traceback, exit 0."""
+    import io
+    import os
+    import sys
+
+    stream = "".join(f"event: progress\ndata: {json.dumps(job_body('running', p))}\n\n" for p in (0.1, 0.2))
+    server.add("GET", "/v1/jobs/job_1/events", lambda r: httpx.Response(200, content=stream.encode()))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone
+    closed = io.TextIOWrapper(os.fdopen(write_end, "wb"), write_through=True)
+    saved = os.dup(1)
+    monkeypatch.setattr(sys, "stdout", closed)
+    try:
+        assert run(server, "job", "events", "job_1") == EXIT_OK
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def test_sample_as_job(server: FakeServer, tmp_path: Path) -> None:

@@ -13,7 +13,14 @@ from typing import Any, TextIO
 
 from .._client import Client
 from .._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, ENV_API_KEY, ENV_BASE_URL, SAMPLERS
-from .._exceptions import APIConnectionError, APIError, GansamplerError, JobFailedError, JobWaitTimeoutError
+from .._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    GansamplerError,
+    JobFailedError,
+    JobWaitTimeoutError,
+)
 from .._models import SampleBatch
 from .._types import NOT_GIVEN
 
@@ -180,10 +187,19 @@ def run_guarded(handler: Handler, args: argparse.Namespace, stderr: TextIO | Non
     except JobWaitTimeoutError as exc:
         stderr.write(f"gansampler: {exc}\n")
         return EXIT_JOB_FAILED
+    except APITimeoutError:
+        timeout = getattr(args, "timeout", DEFAULT_TIMEOUT_S)
+        stderr.write(f"gansampler: no response within {timeout:g} s (--timeout); the server may still be working: "
+                     "raise --timeout, or run long work as a job (gansampler job create ... --wait)\n")
+        return EXIT_CONNECTION
     except APIConnectionError as exc:
         url = getattr(args, "url", None) or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
         stderr.write(f"gansampler: cannot reach {url}: {exc.message}\n")
         return EXIT_CONNECTION
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as line-printing tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush cannot fail again
+        return EXIT_OK
     except APIError as exc:
         stderr.write(f"gansampler: error: {exc}\n")
         return EXIT_API_ERROR

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .._constants import DEFAULT_POLL_INTERVAL_S
+from .._exceptions import ConflictError
 from .._models import JobStatus
 from .._progress import format_bar
 from ._common import (
@@ -80,7 +81,14 @@ def _wait(args: argparse.Namespace) -> int:
 
 def _result(args: argparse.Namespace) -> int:
     with make_client(args) as client:
-        batch = client.jobs.result(args.id)
+        try:
+            batch = client.jobs.result(args.id)
+        except ConflictError:  # no result: say why, and exit 4 when the job ended without one
+            status = client.jobs.status(args.id)
+            if status.state in ("queued", "running"):
+                raise
+            sys.stderr.write(f"gansampler: job {args.id} has no result: {_status_line(status)}\n")
+            return EXIT_JOB_FAILED
     write_batch(batch, Path(args.out), sys.stdout)
     return EXIT_OK
 
