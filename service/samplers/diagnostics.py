@@ -112,7 +112,9 @@ def summarize(
         "sampler": sampler_summary(extras),
     }
     if exact is not None:
-        out["exact"] = bool(exact)
+        # DRS rows that ran out of tries return their last, rejected proposal (a plain G sample): not exact
+        exhausted = extras.get("exhausted")
+        out["exact"] = bool(exact) and not (exhausted is not None and bool(host_array(exhausted).any()))
     if chains:
         restarted = extras.get("restarted")
         r = host_array(restarted).tolist() if restarted is not None else [False] * len(rate)

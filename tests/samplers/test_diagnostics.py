@@ -80,6 +80,10 @@ def test_sampler_specific_summaries() -> None:
     assert s["logit_max"] == 2.0 and s["exhausted"] == 0
     assert math.isclose(s["realised_acceptance"], 50 / int(drs.extras["tries"].sum()))
     json.dumps(s, allow_nan=False)
+    assert summarize(drs.stats, drs.extras, exact=True)["exact"] is True
+    short = run(make("drs", gaussian_target_pair(), {"logit_max": 2.0}), seed=63, n=50, steps=1)
+    out = summarize(short.stats, short.extras, exact=True)  # rows out of tries return a rejected G sample
+    assert out["sampler"]["exhausted"] > 0 and out["exact"] is False
 
 
 def test_summaries_at_every_level_run_no_torch_op() -> None:
