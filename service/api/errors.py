@@ -20,6 +20,7 @@ each class to (status, type), looked up along the exception's MRO. Every body is
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -163,12 +164,10 @@ def _nesting_hint(param: str | None) -> str:
 
 def _json_kind(value: Any) -> str:
     """What a decoded JSON value is, in JSON's words, with the value shortened."""
-    import json
-
-    kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(value), "null" if value is None else type(value).__name__)
     if value is None:
-        return kind
+        return "null"
+    kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__)
     text = json.dumps(value, default=str)
     return f"{kind}: {text if len(text) <= 60 else text[:60] + '...'}"
 

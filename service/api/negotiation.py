@@ -3,8 +3,8 @@
 RFC 9110 §12.5.1: media ranges are case-insensitive, each with an optional ``q`` weight (default 1; ``q=0`` means
 "not acceptable"), and the most specific range that matches a type gives its weight (``type/subtype`` over
 ``type/*`` over ``*/*``). The body with the higher weight wins; on a tie, the one named by the more specific
-range, and npz when both are named exactly (JSON is the default, so naming npz asks for it). No ``Accept`` (or an empty one) means JSON. When neither is acceptable the answer is 406, before any chain
-runs.
+range, and npz when both are named exactly (JSON is the default, so naming npz asks for it). No ``Accept`` (or an
+empty one) means JSON. When neither is acceptable the answer is 406, before any chain runs.
 """
 
 from __future__ import annotations

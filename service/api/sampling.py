@@ -95,18 +95,17 @@ def prepare(
     if sampler == "raw":
         steps = 0
     if steps > limits.max_steps:
-        raise InvalidRequest(
-            f"steps must be <= {limits.max_steps}, got {steps} (the model's default)", "steps")
+        raise InvalidRequest(f"steps must be <= {limits.max_steps}, got {steps} (the model's default)", "steps")
     if req.n * max(steps, 1) > limits.max_chain_steps:
         raise TooLarge(
-            f"n × steps must be <= {limits.max_chain_steps} ({limits.setting('chain_steps')}), got {req.n} × {steps} = "
-            f"{req.n * steps}", "steps")
+            f"n × steps must be <= {limits.max_chain_steps} ({limits.setting('chain_steps')}), got {req.n} × "
+            f"{steps} = {req.n * steps}", "steps")
     sample_bytes = 4 * math.prod(model.manifest.output.shape)  # float32, as the engine holds samples
     if req.n * sample_bytes > limits.max_result_bytes:
         fit = limits.max_result_bytes // sample_bytes
         raise TooLarge(
-            f"n × sample size must be <= {limits.max_result_bytes} bytes ({limits.setting('result_bytes')}), got {req.n} × "
-            f"{sample_bytes} bytes (float32 {list(model.manifest.output.shape)}) = {req.n * sample_bytes}: "
+            f"n × sample size must be <= {limits.max_result_bytes} bytes ({limits.setting('result_bytes')}), got "
+            f"{req.n} × {sample_bytes} bytes (float32 {list(model.manifest.output.shape)}) = {req.n * sample_bytes}: "
             f"at most {fit} samples of {model.id} per {'job' if limits.for_jobs else 'request'}", "n")
     kind, shape = model.manifest.output.kind, tuple(model.manifest.output.shape)
     output = req.output or ("png" if can_png(kind, shape) is None else "array")

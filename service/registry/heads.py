@@ -90,6 +90,13 @@ DYNAMIC_BATCH_HINT = ("torch.onnx.export(..., dynamic_axes={'x': {0: 'batch'}}),
                       "or gansampler-server export")
 
 
+def batch_size_error(who: str, what: str, works: int, fails: int, why: object) -> str:
+    """The message for a network that runs on a batch of ``works`` rows but fails on ``fails`` rows with ``why``."""
+    return (f"{who} runs on a batch of {works} {what} but fails on a batch of {fails} ({why}): it was exported with a "
+            f"fixed batch size, or in training mode. gansampler runs any number of chains at once: export {who} with "
+            f"a dynamic batch dimension ({DYNAMIC_BATCH_HINT}), in eval mode")
+
+
 def fixed_batch_error(who: str, what: str, fn: Callable[[Tensor], Any], x: Tensor, exc: Exception) -> str | None:
     """The message for a network that failed with ``exc`` on ``x`` but runs on a batch of 1 or 2 of its rows (the
     usual fixed batch sizes of an export), or None when it fails on those too."""
@@ -101,9 +108,7 @@ def fixed_batch_error(who: str, what: str, fn: Callable[[Tensor], Any], x: Tenso
                 fn(x[:b])
         except Exception:  # any failure of the user's network
             continue
-        return (f"{who} runs on a batch of {b} {what} but fails on a batch of {x.shape[0]} ({exc}): it was exported "
-                f"with a fixed batch size. gansampler batches chains, so export it with a dynamic batch dimension "
-                f"({DYNAMIC_BATCH_HINT})")
+        return batch_size_error(who, what, b, x.shape[0], exc)
     return None
 
 
@@ -119,7 +124,8 @@ def logit_head(net: Network, kind: str, probe_x: Tensor, manifest_path: Path) ->
             out = net.fn(probe_x)
         except Exception as exc:  # any failure of the user's network
             fixed = fixed_batch_error("D", "samples", net.fn, probe_x, exc)
-            raise ManifestError(manifest_path, "discriminator.file", fixed or f"forward on G's output failed: {exc}") from None
+            why = fixed or f"forward on G's output failed: {exc}"
+            raise ManifestError(manifest_path, "discriminator.file", why) from None
     b = probe_x.shape[0]
     if out.numel() != b:
         raise ManifestError(

@@ -90,7 +90,8 @@ def import_arch(arch: str, manifest_path: Path, field: str) -> type[nn.Module]:
         raise ManifestError(manifest_path, field, f"cannot import {arch!r}: {exc}{hint}") from None
     except (ImportError, AttributeError) as exc:
         stale = arch_changed_on_disk(arch)
-        raise ManifestError(manifest_path, field, f"cannot import {arch!r}: {exc}" + (f" ({stale})" if stale else "")) from None
+        restart = f" ({stale})" if stale else ""
+        raise ManifestError(manifest_path, field, f"cannot import {arch!r}: {exc}{restart}") from None
     if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
         raise ManifestError(manifest_path, field, f"{arch!r} is not an nn.Module class")
     return obj

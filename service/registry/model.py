@@ -21,7 +21,7 @@ from torch import Tensor
 
 from service.registry.errors import ManifestError
 from service.registry.files import verified_file
-from service.registry.heads import DYNAMIC_BATCH_HINT, fixed_batch_error, logit_head
+from service.registry.heads import batch_size_error, fixed_batch_error, logit_head
 from service.registry.loaders import Network, arch_changed_on_disk, load_network
 from service.registry.runtime import apply_runtime
 from service.registry.schema import MANIFEST_NAME, Manifest, read_manifest
@@ -239,10 +239,7 @@ def _probe(m: Manifest, g: Network, device: str, path: Path) -> tuple[Tensor, li
     alone = _run_g(g, z[:1])
     if isinstance(alone, Exception) or tuple(alone.shape) != (1, *m.output.shape):
         why = alone if isinstance(alone, Exception) else f"it returned shape {tuple(alone.shape)}"
-        raise ManifestError(path, "generator.file", (
-            f"G runs on a batch of {PROBE_BATCH} latents but not on 1 ({why}). gansampler runs any number of "
-            f"chains at once: export G with a dynamic batch dimension ({DYNAMIC_BATCH_HINT}), in eval mode"
-        ))
+        raise ManifestError(path, "generator.file", batch_size_error("G", "latents", PROBE_BATCH, 1, why))
     notes: list[str] = []
     finite = torch.isfinite(x.detach().flatten(1)).all(1)
     if not bool(finite.any()):
@@ -265,7 +262,7 @@ def _probe(m: Manifest, g: Network, device: str, path: Path) -> tuple[Tensor, li
 
 def _row_diff(a: Tensor, b: Tensor) -> str | None:
     """None when one row's values computed at two batch sizes agree (kernels round differently by batch size:
-    ``ROW_RTOL`` / ``ROW_ATOL`` leave room for that, not for a batch statistic), else how they differ."""
+    ``ROW_ATOL`` leaves room for that, not for a batch statistic), else how they differ."""
     a, b = a.detach().double().flatten(), b.detach().double().flatten()
     if not torch.equal(torch.isfinite(a), torch.isfinite(b)):
         return "in which values are finite"
@@ -284,10 +281,7 @@ def _check_d_rows(raw_logit: Callable[[Tensor], Tensor], x: Tensor, path: Path) 
         with torch.no_grad():
             alone, batch = raw_logit(x[:1]), raw_logit(x)
     except Exception as exc:  # any failure of the user's network
-        raise ManifestError(path, "discriminator.file", (
-            f"D runs on a batch of {x.shape[0]} samples but not on 1 ({exc}). gansampler runs any number of "
-            f"chains at once: export D with a dynamic batch dimension ({DYNAMIC_BATCH_HINT}), in eval mode"
-        )) from None
+        raise ManifestError(path, "discriminator.file", batch_size_error("D", "samples", x.shape[0], 1, exc)) from None
     if bool(torch.isfinite(x[:1]).all()) and not bool(torch.isfinite(batch).any()):
         raise ManifestError(path, "discriminator.file",
                             f"D returned non-finite logits for every one of {x.shape[0]} probe samples of G")
@@ -334,15 +328,15 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
     m = read_manifest(path, expect_name=version_dir.parent.name, expect_version=expect_version)
     _check_sampler_defaults(m, path)
     nets: dict[str, Network] = {}
+    arch_notes: list[str] = []
     for role in ("generator", "discriminator"):
         spec = m.generator if role == "generator" else m.discriminator
         f = verified_file(version_dir, spec.file, spec.sha256, path, f"{role}.file", f"{role}.sha256")
         nets[role] = load_network(spec, f, device, path, role)
+        if spec.arch and (stale := arch_changed_on_disk(spec.arch)):
+            arch_notes.append(f"{role}.arch: {stale}")
+            log.warning("%s: %s", m.id, arch_notes[-1])
     g, d = nets["generator"], nets["discriminator"]
-    arch_notes = [f"{role}.arch: {stale}" for role, spec in (("generator", m.generator), ("discriminator", m.discriminator))
-                  if spec.arch and (stale := arch_changed_on_disk(spec.arch))]
-    for note in arch_notes:
-        log.warning("%s: %s", m.id, note)
     x_probe, g_notes = _probe(m, g, device, path)
     raw_logit, notes = logit_head(d, m.discriminator.output, x_probe, path)
     _check_d_rows(raw_logit, x_probe, path)
