@@ -84,13 +84,13 @@ class Engine:
         """Queue ``work`` on its device. Interactive work is admission-controlled (:class:`Overloaded`)."""
         worker = self.workers[work.key.device]
         if work.priority == Priority.INTERACTIVE:
-            self.admission.reserve(work.chain_steps)
+            self.admission.reserve(work.key, work.chain_steps)
         ticket = Ticket(work)
         try:
             worker.submit(ticket)
         except Exception:
             if work.priority == Priority.INTERACTIVE:
-                self.admission.release(work.chain_steps)
+                self.admission.release(work.key, work.chain_steps)
             raise
         self.observer.on_submit(ticket)
         self.publish_gauges()

@@ -237,14 +237,14 @@ class DeviceWorker:
             StepStats(key.model, key.sampler, key.device, counts.rows, counts.proposals, counts.accepted,
                       counts.nonfinite, seconds, counts.chain_steps)
         )
-        self.admission.observe(counts.chain_steps, seconds)
+        self.admission.observe(key, counts.chain_steps, seconds)
         give = 0
         for t in pool.tickets.values():
             if t.work.priority == Priority.INTERACTIVE:
                 g = min(t.steps_done, t.total_chain_steps) - t.released
                 t.released += g
                 give += g
-        self.admission.release(give)
+        self.admission.release(key, give)
         self.observer.on_step(StepEvent(key, counts.rows, tuple(pool.tickets)))
 
     def _retire(self, pool: ChainPool) -> None:
@@ -266,7 +266,7 @@ class DeviceWorker:
 
     def _release_rest(self, t: Ticket) -> None:
         if t.work.priority == Priority.INTERACTIVE:
-            self.admission.release(t.total_chain_steps - t.released)
+            self.admission.release(t.work.key, t.total_chain_steps - t.released)
             t.released = t.total_chain_steps
 
     def _fail(self, t: Ticket, err: EngineError) -> None:
