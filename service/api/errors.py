@@ -209,11 +209,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        method = request.scope.get("state", {}).get("method", request.method)  # HEAD runs as GET
         if exc.status_code == 404:
-            return error_response(NotFound(f"no route {request.method} {request.url.path}"), _rid(request))
+            return error_response(NotFound(f"no route {method} {request.url.path}"), _rid(request))
         if exc.status_code == 405:
-            body = error_body("method_not_allowed", f"method {request.method} not allowed on {request.url.path}")
+            body = error_body("method_not_allowed", f"method {method} not allowed on {request.url.path}")
             allow = (exc.headers or {}).get("Allow")
+            if allow and "GET" in allow.split(", ") and "HEAD" not in allow:
+                allow += ", HEAD"
             return JSONResponse(body, status_code=405, headers={"Allow": allow} if allow else None)
         detail = str(exc.detail)
         if exc.status_code == 400 and detail == "There was an error parsing the body":  # undecodable bytes

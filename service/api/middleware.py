@@ -41,6 +41,10 @@ class RequestContext:
         rid = rid[:MAX_REQUEST_ID_LEN] or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         status = {"code": 500, "started": False}
+        head = scope["method"] == "HEAD"
+        if head:  # HEAD is GET without the body (RFC 9110 §9.3.2), on every GET route
+            scope["state"]["method"] = "HEAD"
+            scope = {**scope, "method": "GET"}  # the server keeps its own scope: it knows to send no body
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -48,6 +52,8 @@ class RequestContext:
                 status["started"] = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"request-id", rid.encode("latin-1"))]
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:

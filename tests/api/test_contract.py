@@ -167,3 +167,26 @@ async def test_method_not_allowed_names_the_allowed_methods(api: tuple[httpx.Asy
     r = await client.delete("/livez")
     assert r.status_code == 405 and r.json()["error"]["type"] == "method_not_allowed"
     assert "GET" in r.headers["allow"]
+    assert "HEAD" in r.headers["allow"]  # every GET route answers HEAD too
+
+
+@pytest.mark.parametrize("path", ["/livez", "/readyz", "/v1/models", "/v1/models/image", "/metrics"])
+async def test_head_is_get_without_the_body(api: tuple[httpx.AsyncClient, Services], path: str) -> None:
+    client, _ = api
+    get = await client.get(path)
+    head = await client.head(path, headers={"request-id": "h-1"})
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert get.content or path == "/metrics"  # this app's stats sink renders no metrics text
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["request-id"] == "h-1"
+    if path != "/metrics":  # the metrics text changes between the two calls
+        assert head.headers["content-length"] == get.headers["content-length"]
+
+
+async def test_head_on_a_post_route_is_405_naming_head(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    r = await client.head("/v1/samples/raw")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and r.content == b""
+    r = await client.head("/v1/nothing")
+    assert r.status_code == 404
