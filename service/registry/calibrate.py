@@ -4,12 +4,14 @@ Raw logits on the version's held-out REAL samples and on as many fresh fakes (la
 into fixed disjoint halves; the calibration is fitted on one half and scored on the other. The result is written
 back into ``model.toml`` as ``[calibration]`` (map + quality figures), together with ``[samplers.drs] logit_max``:
 the largest calibrated logit over a deterministic pilot of ``pilot`` fakes. The new manifest is validated before
-it replaces the old one (atomically); other fields are kept (TOML comments are not: tomli_w writes plain TOML).
+it replaces the old one (atomically); only those lines change, so a hand-written file keeps its comments and layout
+(:mod:`service.registry.toml_edit`).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import tomllib
 from pathlib import Path
@@ -23,12 +25,14 @@ from service.registry.errors import ManifestError, ModelNotFoundError
 from service.registry.model import LoadedModel, batched_logits, load_version
 from service.registry.registry import parse_ref
 from service.registry.schema import MANIFEST_NAME, parse_manifest
+from service.registry.toml_edit import TomlEditError, replace_table, set_value
 from service.samplers.calibration import DEFAULT_METHOD, Calibration, CalibrationReport, fit_and_evaluate
 
 DEFAULT_SEED = 0
 DEFAULT_PILOT = 10_000
 PILOT_SEED_OFFSET = 1_000_003  # pilot latents never coincide with the calibration fakes
 GENERATE_BATCH = 256
+BACKUP_SUFFIX = ".bak"  # model.toml.bak: the original of a manifest that had to be rewritten whole
 
 
 class CalibrationResult(NamedTuple):
@@ -41,6 +45,7 @@ class CalibrationResult(NamedTuple):
     logit_max: float
     n_real: int
     n_fake: int
+    write_note: str | None = None  # set when model.toml was rewritten whole (see write_calibration)
 
 
 def fake_logits(model: LoadedModel, n: int, seed: int, calibrated: bool) -> Tensor:
@@ -74,19 +79,56 @@ def resolve_version_dir(root: Path, ref: str) -> Path:
     return model_dir / str(version)
 
 
+def _edited(text: str, calibration: dict[str, Any], logit_max: float) -> str:
+    """``text`` with ``[calibration]`` and ``[samplers.drs] logit_max`` changed in place, all else kept."""
+    text = replace_table(text, ("calibration",), calibration)
+    return set_value(text, ("samplers", "drs"), "logit_max", logit_max)
+
+
 def write_calibration(
     manifest_path: Path, calibration: Calibration, report: CalibrationReport, logit_max: float
-) -> None:
-    """Replace ``[calibration]`` and ``[samplers.drs] logit_max`` in ``manifest_path``, keeping the other fields."""
-    data: dict[str, Any] = tomllib.loads(manifest_path.read_text(encoding="utf-8"))
+) -> str | None:
+    """Replace ``[calibration]`` and set ``[samplers.drs] logit_max`` in ``manifest_path``; returns None, or a note
+    when the file had to be rewritten whole.
+
+    Only those lines change: comments, order and formatting of everything else are kept byte for byte. The edited
+    text is parsed again and must equal the intended data. When the file writes these tables in a form that is not
+    edited in place (an inline table, dotted keys), it is rewritten as plain TOML, and the original is kept next to
+    it as ``model.toml.bak``. The new manifest is validated first and replaces the old one atomically, with its mode.
+    """
+    raw = manifest_path.read_bytes()
+    text = raw.decode("utf-8")
+    data: dict[str, Any] = tomllib.loads(text)
     data["calibration"] = {**calibration.to_dict(), **report.to_dict()}
     data.setdefault("samplers", {}).setdefault("drs", {})["logit_max"] = float(logit_max)
     parse_manifest(data, manifest_path)  # never write a manifest the registry would refuse
-    fd, tmp = tempfile.mkstemp(dir=manifest_path.parent, prefix=".model.", suffix=".toml")
+    note = None
+    try:
+        new_text = _edited(text, data["calibration"], float(logit_max))
+        if tomllib.loads(new_text) != data:
+            raise TomlEditError("the edited file does not parse to the intended data")
+    except (TomlEditError, tomllib.TOMLDecodeError) as exc:
+        backup = manifest_path.with_name(manifest_path.name + BACKUP_SUFFIX)
+        _write_atomic(backup, raw, manifest_path)
+        new_text = tomli_w.dumps(data)
+        note = (
+            f"rewrote {manifest_path.name} as plain TOML (comments and layout not kept: {exc}); "
+            f"the original is in {backup.name}"
+        )
+    _write_atomic(manifest_path, new_text.encode("utf-8"), manifest_path)
+    return note
+
+
+def _write_atomic(path: Path, data: bytes, mode_of: Path) -> None:
+    """Write ``data`` to ``path`` through a temporary file in its directory (never a half-written file), with the
+    permission bits of ``mode_of``."""
+    mode = stat.S_IMODE(mode_of.stat().st_mode)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            tomli_w.dump(data, f)
-        os.replace(tmp, manifest_path)
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -120,6 +162,5 @@ def calibrate_version(
     cal, report = fit_and_evaluate(real, fake, method, seed=seed)
     pilot_raw = fake_logits(model, pilot, seed + PILOT_SEED_OFFSET, calibrated=False)
     logit_max = float(cal.apply(pilot_raw).max()) if pilot_raw.numel() else float(cal.apply(fake).max())
-    if write:
-        write_calibration(path, cal, report, logit_max)
-    return CalibrationResult(model.id, path, cal, report, logit_max, real.numel(), n_fake)
+    note = write_calibration(path, cal, report, logit_max) if write else None
+    return CalibrationResult(model.id, path, cal, report, logit_max, real.numel(), n_fake, note)

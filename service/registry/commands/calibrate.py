@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  map       d~ = {res.calibration.a:.6g} * d + {res.calibration.b:.6g}")
     print(f"  drs       logit_max = {res.logit_max:.6g} over {args.pilot} pilot fakes")
     print(f"  {'would write' if args.dry_run else 'wrote'} {res.manifest_path}")
+    if res.write_note is not None:
+        print(f"  note: {res.write_note}")
     for line in advice(res.calibration, r):
         print(f"  {line}")
     return 0
