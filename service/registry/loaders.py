@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 
 from service.registry.errors import ManifestError, ProviderError, UnsafeFileError
 from service.registry.schema import NetworkSpec
+from service.registry.sniff import check_archive
 
 STRIP_PREFIX = "module."
 ONNX_PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -112,18 +115,25 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
 def load_state_dict_file(path: Path, manifest_path: Path, field: str) -> dict[str, Tensor]:
     """``torch.load(weights_only=True)`` of a state_dict; anything that needs unpickling code is refused."""
+    check_archive(path, "state_dict", manifest_path, field)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*TorchScript archive", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
-        why = f" ({lines[0]})" if lines else ""
+        found = _UNSUPPORTED_GLOBAL.search(str(exc))  # torch's message goes on with advice that does not apply here
+        needs = f" for {found[1]}" if found else ""
         raise UnsafeFileError(
             manifest_path,
             field,
-            f"refusing {path.name!r}: not a plain state_dict, it needs unpickling code (a pickled whole module?)"
-            f"{why}; save net.state_dict() instead",
+            f"refusing {path.name!r}: not a plain state_dict, it needs unpickling code{needs} (a pickled whole "
+            "module, or a checkpoint holding Python objects); save net.state_dict() instead, or a torch.export "
+            "archive (`gansampler-server export`)",
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise ManifestError(manifest_path, field, f"cannot read {path.name!r} as a torch file: {exc}") from None
@@ -210,6 +220,8 @@ def _torch_network(net: nn.Module, device: str, backend: str) -> Network:
 
 def load_network(spec: NetworkSpec, path: Path, device: str, manifest_path: Path, field: str) -> Network:
     """Load the network described by ``spec`` from ``path`` (already inside the version directory, verified)."""
+    if spec.format != "state_dict":  # load_state_dict_file checks its own
+        check_archive(path, spec.format, manifest_path, f"{field}.file")
     if spec.format == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
