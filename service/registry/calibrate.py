@@ -23,7 +23,7 @@ from torch import Tensor
 
 from service.registry.errors import ManifestError, ModelNotFoundError
 from service.registry.model import LoadedModel, batched_logits, load_version
-from service.registry.registry import parse_ref
+from service.registry.registry import parse_ref, scan_root
 from service.registry.schema import MANIFEST_NAME, parse_manifest
 from service.registry.toml_edit import TomlEditError, replace_table, set_value
 from service.samplers.calibration import DEFAULT_METHOD, Calibration, CalibrationReport, fit_and_evaluate
@@ -71,7 +71,9 @@ def resolve_version_dir(root: Path, ref: str) -> Path:
         else []
     )
     if not versions:
-        raise ModelNotFoundError(ref, f"no versions of {name!r} under {root}")
+        hints = [item.reason for item in scan_root(root)[1] if item.path.parent == model_dir]
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        raise ModelNotFoundError(ref, f"no versions of {name!r} under {root}{hint}")
     if version is None:
         version = versions[-1]
     if version not in versions:

@@ -19,9 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from service.config import DEFAULT_MAX_JOB_STEPS, DEFAULT_MAX_STEPS
 from service.registry.errors import ManifestError
 from service.registry.files import verified_file
 from service.registry.heads import batch_size_error, fixed_batch_error, logit_head
+from service.registry.load_notes import range_notes, steps_notes, zero_gradient_notes
 from service.registry.loaders import Network, arch_changed_on_disk, load_network
 from service.registry.runtime import apply_runtime
 from service.registry.schema import MANIFEST_NAME, Manifest, read_manifest
@@ -209,6 +211,11 @@ def _calibration(m: Manifest, path: Path, require: bool) -> Calibration:
     return cal
 
 
+def probe_latents(m: Manifest, device: str) -> Tensor:
+    """The load's ``PROBE_BATCH`` probe latents (PROBE_BATCH, *latent.shape), the same on every load."""
+    return torch.randn((PROBE_BATCH, *m.latent.shape), generator=torch.Generator().manual_seed(PROBE_SEED)).to(device)
+
+
 def _run_g(g: Network, z: Tensor) -> Tensor | Exception:
     try:
         with torch.no_grad():
@@ -220,8 +227,7 @@ def _run_g(g: Network, z: Tensor) -> Tensor | Exception:
 def _probe(m: Manifest, g: Network, device: str, path: Path) -> tuple[Tensor, list[str]]:
     """G's output on ``PROBE_BATCH`` probe latents, checked: shape, finiteness, and that a row does not depend on
     the batch it runs in (row 0 alone against row 0 among the others). Returns (x, notes)."""
-    gen = torch.Generator().manual_seed(PROBE_SEED)
-    z = torch.randn((PROBE_BATCH, *m.latent.shape), generator=gen).to(device)
+    z = probe_latents(m, device)
     x = _run_g(g, z)
     if isinstance(x, Exception):
         fixed = fixed_batch_error("G", "latents", g.fn, z, x)
@@ -303,8 +309,7 @@ def _gradient_break(
     A forward that leaves autograd (``.detach()``, ``torch.no_grad()`` / ``inference_mode`` inside ``forward``, a
     numpy round trip) would otherwise give gradient samplers a silent zero gradient.
     """
-    gen = torch.Generator().manual_seed(PROBE_SEED)
-    z = torch.randn((PROBE_BATCH, *m.latent.shape), generator=gen).to(device).requires_grad_(True)
+    z = probe_latents(m, device).requires_grad_(True)
     try:
         with torch.enable_grad():
             x = generator(z)
@@ -317,10 +322,17 @@ def _gradient_break(
     return None
 
 
-def load_version(version_dir: Path, device: str = "cpu", require_calibration: bool = True) -> LoadedModel:
+def load_version(
+    version_dir: Path,
+    device: str = "cpu",
+    require_calibration: bool = True,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    max_job_steps: int = DEFAULT_MAX_JOB_STEPS,
+) -> LoadedModel:
     """Load ``version_dir`` (``<root>/<name>/<version>``) onto ``device``.
 
     ``require_calibration=False`` lets a critic load uncalibrated (used by the calibrate command only).
+    ``max_steps`` / ``max_job_steps``: the server's step limits, which sampler ``steps`` defaults are noted against.
     """
     start = time.perf_counter()
     path = version_dir / MANIFEST_NAME
@@ -340,12 +352,14 @@ def load_version(version_dir: Path, device: str = "cpu", require_calibration: bo
     x_probe, g_notes = _probe(m, g, device, path)
     raw_logit, notes = logit_head(d, m.discriminator.output, x_probe, path)
     _check_d_rows(raw_logit, x_probe, path)
-    notes = arch_notes + g_notes + notes
+    notes = steps_notes(m, max_steps, max_job_steps) + arch_notes + g_notes + range_notes(m, x_probe) + notes
     cal = _calibration(m, path, require_calibration)
     holdout = _load_holdout(m, version_dir, path, device)
     no_grad_reason = _gradient_break(m, g.fn, raw_logit, device) if g.differentiable and d.differentiable else None
     if no_grad_reason is not None:
         notes.append(f"forward only: {no_grad_reason}")
+    elif g.differentiable and d.differentiable:
+        notes += zero_gradient_notes(g.fn, raw_logit, probe_latents(m, device))
     differentiable = g.differentiable and d.differentiable and no_grad_reason is None
     runtime = apply_runtime(m, path, g, d, raw_logit, device, differentiable)
     generator, raw_logit = runtime.generator, runtime.raw_logit

@@ -8,18 +8,21 @@ Thread-safe: the lock guards the table only; loading itself runs outside it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
+from service.config import DEFAULT_MAX_JOB_STEPS, DEFAULT_MAX_STEPS
 from service.registry.errors import ModelNotFoundError, ModelNotReadyError, RegistryError
 from service.registry.model import LoadedModel, load_version
 from service.registry.schema import MANIFEST_NAME, NAME_PATTERN
 
 State = Literal["unloaded", "loading", "ready", "failed"]
+log = logging.getLogger(__name__)
 _REF = re.compile(r"^(?P<name>[^@]+?)(?:@(?P<version>\d+))?$")
 
 
@@ -47,27 +50,107 @@ class ModelEntry:
         return f"{self.name}@{self.version}"
 
 
-class Registry:
-    """Model versions under ``root`` on one ``device``. Nothing is read until :meth:`scan`."""
+class Ignored(NamedTuple):
+    """An entry of the registry root that :meth:`Registry.scan` skipped, and why (with how to fix it)."""
 
-    def __init__(self, root: Path | str, device: str = "cpu") -> None:
+    path: Path
+    reason: str
+
+
+def _version_hint(name: str) -> str:
+    digits = re.fullmatch(r"(?:v|version)?[-_]?0*(\d+)", name, flags=re.IGNORECASE)
+    fix = f"rename it to '{int(digits[1])}'" if digits else "rename it to its version number"
+    return f"version directories must be integers: found {name!r}; {fix}"
+
+
+MODEL_FILE_SUFFIXES = (".toml", ".pt2", ".pth", ".pt", ".safetensors", ".onnx")
+"""Files that belong in a version directory: found anywhere else under the root, they are reported."""
+
+
+def _misplaced(path: Path) -> Ignored | None:
+    """A model file (manifest, weights) outside a version directory; other files (a README) pass silently."""
+    if path.suffix not in MODEL_FILE_SUFFIXES:
+        return None
+    return Ignored(path, "a model file outside a version directory: it belongs in <root>/<name>/<version>/")
+
+
+def scan_root(root: Path) -> tuple[dict[tuple[str, int], Path], list[Ignored]]:
+    """Every ``<name>/<version>/model.toml`` under ``root``, and what was skipped with why.
+
+    Names starting with ``_`` or ``.`` are skipped without a word (a ``_code`` directory for route-B classes,
+    ``.git``), and so are files other than model files (a README); anything else that is not a model is listed:
+    model files outside a version directory, invalid names, non-integer version directories (``v4``), version
+    directories without a model.toml or outside the root.
+    """
+    found: dict[tuple[str, int], Path] = {}
+    ignored: list[Ignored] = []
+    if not root.is_dir():
+        return found, ignored
+    real_root = root.resolve()
+    for model_dir in sorted(root.iterdir()):
+        if model_dir.name.startswith(("_", ".")):
+            continue
+        if not model_dir.is_dir():
+            ignored.extend(i for i in [_misplaced(model_dir)] if i is not None)
+            continue
+        if not re.match(NAME_PATTERN, model_dir.name):
+            ignored.append(Ignored(model_dir, f"not a model name (expected {NAME_PATTERN})"))
+            continue
+        versions = 0
+        for vdir in sorted(p for p in model_dir.iterdir() if not p.name.startswith(("_", "."))):
+            if not vdir.is_dir():
+                ignored.extend(i for i in [_misplaced(vdir)] if i is not None)
+            elif not vdir.name.isdigit():
+                ignored.append(Ignored(vdir, _version_hint(vdir.name)))
+            elif not (vdir / MANIFEST_NAME).is_file():
+                ignored.append(Ignored(vdir, f"no {MANIFEST_NAME}"))
+            elif not vdir.resolve().is_relative_to(real_root):
+                ignored.append(Ignored(vdir, f"resolves outside the registry root {real_root}"))
+            else:
+                found[(model_dir.name, int(vdir.name))] = vdir
+                versions += 1
+        if not versions and not any(i.path.parent == model_dir for i in ignored):
+            ignored.append(Ignored(model_dir, "no version directories (expected <name>/<version>/model.toml)"))
+    return found, ignored
+
+
+class Registry:
+    """Model versions under ``root`` on one ``device``. Nothing is read until :meth:`scan`.
+
+    ``max_steps`` / ``max_job_steps``: the server's step limits, passed to :func:`load_version` for its notes.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        device: str = "cpu",
+        max_steps: int = DEFAULT_MAX_STEPS,
+        max_job_steps: int = DEFAULT_MAX_JOB_STEPS,
+    ) -> None:
         self.root = Path(root)
         self.device = device
+        self.max_steps = max_steps
+        self.max_job_steps = max_job_steps
+        self._ignored: list[Ignored] = []
+        self._reported: set[Path] = set()
         self._lock = threading.RLock()
         self._entries: dict[tuple[str, int], ModelEntry] = {}
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._key_locks: dict[tuple[str, int], threading.Lock] = {}
 
     # ------------------------------------------------------------------ discovery
-    def scan(self) -> list[ModelEntry]:
-        """Find every ``<name>/<version>/model.toml``; keeps the state of known versions. Returns :meth:`entries`."""
-        found: dict[tuple[str, int], Path] = {}
-        if self.root.is_dir():
-            root = self.root.resolve()
-            for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and re.match(NAME_PATTERN, p.name)):
-                for vdir in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
-                    if (vdir / MANIFEST_NAME).is_file() and vdir.resolve().is_relative_to(root):
-                        found[(model_dir.name, int(vdir.name))] = vdir
+    def scan(self, log_ignored: bool = True) -> list[ModelEntry]:
+        """Find every ``<name>/<version>/model.toml``; keeps the state of known versions. Returns :meth:`entries`.
+
+        What it skipped is in :meth:`ignored`, and logged as a warning the first time it is seen (``log_ignored``).
+        """
+        found, ignored = scan_root(self.root)
+        with self._lock:
+            self._ignored = ignored
+            new = [i for i in ignored if i.path not in self._reported] if log_ignored else []
+            self._reported.update(i.path for i in new)
+        for item in new:
+            log.warning("registry: ignored %s: %s", item.path, item.reason)
         with self._lock:
             for key in list(self._entries):
                 if key not in found and key not in self._loaded:
@@ -76,6 +159,11 @@ class Registry:
                 if key not in self._entries:
                     self._entries[key] = ModelEntry(key[0], key[1], vdir)
         return self.entries()
+
+    def ignored(self) -> list[Ignored]:
+        """What the last :meth:`scan` skipped under the root, and why."""
+        with self._lock:
+            return list(self._ignored)
 
     def entries(self) -> list[ModelEntry]:
         """Every known version, sorted by (name, version)."""
@@ -117,7 +205,7 @@ class Registry:
                     return self._loaded[(name, version)]
                 entry = self._set(self._entries.get((name, version), entry), state="loading", error=None)
             try:
-                model = load_version(entry.path, self.device)
+                model = load_version(entry.path, self.device, max_steps=self.max_steps, max_job_steps=self.max_job_steps)
             except RegistryError as exc:
                 with self._lock:
                     self._set(entry, state="failed", error=str(exc))

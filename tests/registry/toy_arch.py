@@ -77,3 +77,21 @@ class MinibatchStdToyD(ToyD):
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x) + x.std(0).mean()
+
+
+class WideToyG(ToyG):
+    """ToyG scaled by ``scale``: for range [-1, 1] its output lies far outside the declared range."""
+
+    def __init__(self, nz: int = 2, nx: int = 2, hidden: int = 16, scale: float = 50.0) -> None:
+        super().__init__(nz, nx, hidden)
+        self.scale = scale
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z) * self.scale
+
+
+class RoundedToyG(ToyG):
+    """ToyG rounded to a grid: differentiable for autograd, but ∇z is exactly zero everywhere."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.round(self.net(z) * 4) / 4

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"verify: registry root {args.root} is not a directory", file=sys.stderr)
         return 1
     rows: list[tuple[str, str, str]] = []
-    for entry in Registry(args.root).scan():
+    registry = Registry(args.root)
+    for entry in registry.scan(log_ignored=False):  # listed below the table instead
         try:
             if args.hashes_only:
                 detail = check_files(entry.path)
@@ -56,13 +57,15 @@ def run(args: argparse.Namespace) -> int:
             rows.append((entry.id, "FAILED", str(exc).replace("\n", "; ")))
         except Exception as exc:  # a user's network may fail in any way
             rows.append((entry.id, "FAILED", f"{entry.path}: {type(exc).__name__}: {exc}"))
+    ignored = [f"ignored {item.path}: {item.reason}" for item in registry.ignored()]
     if not rows:
-        print(f"verify: no model versions under {args.root}")
+        print(f"verify: no model versions under {args.root}", *ignored, sep="\n")
         return 0
     width = max(len(r[0]) for r in rows)
     print(f"{'MODEL':<{width}}  {'STATUS':<6}  DETAIL")
     for ref, status, detail in rows:
         print(f"{ref:<{width}}  {status:<6}  {detail}")
     failed = sum(r[1] != "ok" for r in rows)
-    print(f"{len(rows) - failed} ok, {failed} failed")
+    print(f"{len(rows) - failed} ok, {failed} failed" + (f", {len(ignored)} ignored" if ignored else ""))
+    print(*ignored, sep="\n", end="\n" if ignored else "")
     return 1 if failed else 0
