@@ -48,6 +48,9 @@ DEFAULT_MAX_JOB_CHAIN_STEPS = 200_000_000
 DEFAULT_MAX_JOB_RESULT_BYTES = 8 * 2**30
 DEFAULT_MAX_RUNNING_JOBS = 2
 DEFAULT_JOB_PROGRESS_INTERVAL_S = 0.5  # how often progress is persisted and streamed
+DEFAULT_MAX_QUEUED_JOBS = 1000  # jobs waiting to start; one more gets 429
+DEFAULT_JOB_RETENTION_S = 7 * 24 * 3600.0  # a finished job (row and result files) is deleted this long after it ended
+DEFAULT_JOB_HEARTBEAT_S = 15.0  # an events stream with nothing new sends a comment line this often
 
 # Diagnostics.
 DEFAULT_MAX_TRACE_POINTS = 200  # per chain; traces are thinned to at most this many points
@@ -122,6 +125,20 @@ class Settings(BaseSettings):
     max_job_result_bytes: int = Field(default=DEFAULT_MAX_JOB_RESULT_BYTES, ge=1)
     max_running_jobs: int = Field(default=DEFAULT_MAX_RUNNING_JOBS, ge=1)
     job_progress_interval_s: float = Field(default=DEFAULT_JOB_PROGRESS_INTERVAL_S, gt=0)
+    max_queued_jobs: int = Field(
+        default=DEFAULT_MAX_QUEUED_JOBS, ge=1,
+        description="most jobs in state queued (waiting to start); POST /v1/jobs beyond it answers 429",
+    )
+    job_retention_s: float = Field(
+        default=DEFAULT_JOB_RETENTION_S, ge=0,
+        description="seconds a finished job (succeeded, failed, cancelled, interrupted) and its result files are "
+        "kept after it ended; then a sweep (at start and periodically) deletes them. 0 keeps them forever",
+    )
+    job_heartbeat_s: float = Field(
+        default=DEFAULT_JOB_HEARTBEAT_S, gt=0,
+        description="a job's events stream sends a comment line (': keep-alive') when nothing was sent for this "
+        "many seconds, so proxies with idle timeouts keep it open",
+    )
 
     max_trace_points: int = Field(default=DEFAULT_MAX_TRACE_POINTS, ge=2)
 

@@ -222,6 +222,12 @@ class Job(BaseModel):
     request: dict[str, Any]
 
 
+class JobList(BaseModel):
+    jobs: list[Job] = Field(description="newest first (by created_at, then creation order)")
+    next: str | None = Field(
+        default=None, description="opaque cursor of the next page (pass it as ?cursor=); null on the last page")
+
+
 class Liveness(BaseModel):
     status: Literal["ok"] = "ok"
 

@@ -4,6 +4,9 @@ with progress, cancellation and results that survive a restart.
 
 The manager knows nothing of HTTP: the app hands it ``prepare(request) -> (work, context)`` (validation, raising
 the API's errors) and ``render(context, result) -> (json_body, npz_bytes)``.
+
+Finished jobs are kept ``retention_s`` after they ended, then a sweep (at start, and every
+:func:`sweep_interval` while serving) deletes their rows and result files; queued and running jobs are never swept.
 """
 
 from __future__ import annotations
@@ -14,16 +17,21 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from service.config import DEFAULT_JOB_RETENTION_S, DEFAULT_RETRY_AFTER_S
 from service.engine.engine import Engine
-from service.engine.errors import Cancelled
-from service.engine.jobstore import TERMINAL, JobStore
+from service.engine.errors import Cancelled, DeadlineExceeded, Overloaded
+from service.engine.jobstore import TERMINAL, JobStore, iso
 from service.engine.ticket import ChainResult, Ticket, Work
 
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"^job_[0-9a-f]{16}$")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+MAX_SWEEP_INTERVAL_S = 600.0  # a finished job outlives its retention by at most about this long
+MIN_SWEEP_INTERVAL_S = 1.0
 
 Prepare = Callable[[dict[str, Any]], tuple[Work, Any]]
 Render = Callable[[Any, ChainResult], tuple[dict[str, Any], bytes]]
@@ -35,21 +43,58 @@ class JobNotFound(KeyError):
         self.message = f"no job {job_id!r}"
 
 
+class JobResultMissing(JobNotFound):
+    """A succeeded job whose result file is gone (removed from the data dir by hand, or a disk problem)."""
+
+    def __init__(self, job_id: str, name: str) -> None:
+        super().__init__(job_id)
+        self.message = (f"job {job_id} succeeded but its result file {name} is missing from the server's data dir; "
+                        f"delete the job (DELETE /v1/jobs/{job_id}) and run it again")
+
+
 class JobNotFinished(Exception):
-    def __init__(self, job_id: str, state: str) -> None:
-        super().__init__(f"job {job_id} is {state}; its result exists once it has succeeded")
-        self.message = str(self)
+    def __init__(self, job_id: str, state: str, error: str | None = None) -> None:
+        if state in TERMINAL:
+            why = f" ({error})" if error else ""
+            text = (f"job {job_id} is {state}{why}: it has no result and never will; only a succeeded job has one "
+                    "(create a new job to run it again)")
+        else:
+            text = f"job {job_id} is {state}; its result exists once it has succeeded"
+        super().__init__(text)
+        self.message = text
+        self.state = state
+
+
+class TooManyQueuedJobs(Overloaded):
+    """429: ``max_queued_jobs`` jobs are waiting to start already."""
+
+    def __init__(self, queued: int, limit: int, retry_after: int) -> None:
+        Exception.__init__(
+            self, f"too many queued jobs: {queued} jobs are waiting to start, the limit is max_queued_jobs={limit}; "
+            f"retry after {retry_after} s, once some have started (or cancel queued ones)")
+        self.queued = queued
+        self.cost = 1
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+def sweep_interval(retention_s: float) -> float:
+    """Seconds between retention sweeps: a quarter of the retention, within [MIN, MAX]_SWEEP_INTERVAL_S."""
+    return min(MAX_SWEEP_INTERVAL_S, max(MIN_SWEEP_INTERVAL_S, retention_s / 4))
 
 
 class JobManager:
     def __init__(self, store: JobStore, engine: Engine, prepare: Prepare, render: Render,
-                 max_running: int, progress_interval_s: float) -> None:
+                 max_running: int, progress_interval_s: float, *,
+                 retention_s: float = DEFAULT_JOB_RETENTION_S) -> None:
+        """``retention_s``: how long finished jobs are kept (0: forever)."""
         self.store = store
         self.engine = engine
         self.prepare = prepare
         self.render = render
         self.max_running = max_running
         self.interval = progress_interval_s
+        self.retention_s = retention_s
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._live: dict[str, Ticket] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -59,9 +104,11 @@ class JobManager:
         start taking jobs once ``models_loaded`` is set."""
         for job_id in await asyncio.to_thread(self.store.recover):
             self._queue.put_nowait(job_id)
+        await self.sweep()
         self._tasks = [
             asyncio.create_task(self._runner(models_loaded), name=f"job-runner-{i}") for i in range(self.max_running)
         ]
+        self._tasks.append(asyncio.create_task(self._sweeper(), name="job-sweeper"))
         await self._publish()
 
     async def stop(self) -> None:
@@ -78,11 +125,17 @@ class JobManager:
 
     # --- API ------------------------------------------------------------------------------------------------
 
-    async def create(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, request: dict[str, Any], max_queued: int | None = None,
+                     retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> dict[str, Any]:
+        """Store and queue a job. TooManyQueuedJobs (429, ``Retry-After: retry_after_s``) when ``max_queued`` jobs
+        are queued already (None: no limit)."""
         work, _ = self.prepare(request)  # raises the API's 4xx/503 before anything is stored
         job_id = f"job_{uuid.uuid4().hex[:16]}"
         request = {**request, "seed": work.seed}
-        job = await asyncio.to_thread(self.store.create, job_id, request, work.chain_steps)
+        job = await asyncio.to_thread(self.store.create_if_below, job_id, request, work.chain_steps, max_queued)
+        if isinstance(job, int):
+            assert max_queued is not None
+            raise TooManyQueuedJobs(job, max_queued, retry_after_s)
         self._queue.put_nowait(job_id)
         await self._publish()
         return self._view(job)
@@ -95,11 +148,20 @@ class JobManager:
             raise JobNotFound(job_id)
         return self._view(job)
 
+    async def list_page(self, states: frozenset[str] | None, limit: int,
+                   cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs newest first and the next page's cursor (see :meth:`JobStore.list_page`; BadCursor for a bad one)."""
+        jobs, nxt = await asyncio.to_thread(self.store.list_page, states, limit, cursor)
+        return [self._view(j) for j in jobs], nxt
+
     async def result(self, job_id: str, npz: bool) -> bytes:
         job = await self.get(job_id)
         if job["state"] != "succeeded":
-            raise JobNotFinished(job_id, job["state"])
-        return await asyncio.to_thread(self.store.read_result, job_id, npz)
+            raise JobNotFinished(job_id, job["state"], job["error"])
+        try:
+            return await asyncio.to_thread(self.store.read_result, job_id, npz)
+        except FileNotFoundError as exc:
+            raise JobResultMissing(job_id, exc.filename.rsplit("/", 1)[-1] if exc.filename else "result") from exc
 
     async def delete(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued or running job; delete a finished one (row and files). Returns the job."""
@@ -115,17 +177,44 @@ class JobManager:
         await self._publish()
         return await self.get(job_id)
 
-    async def events(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
-        """The job now, then on every change (at most every progress interval), until a terminal state."""
+    async def events(self, job_id: str, heartbeat_s: float | None = None) -> AsyncIterator[dict[str, Any] | None]:
+        """The job now, then on every change (at most every progress interval), until a terminal state. With
+        ``heartbeat_s``, None whenever that long passed without anything yielded (a keep-alive). Ends quietly when
+        the job is deleted meanwhile."""
+        clock = asyncio.get_running_loop().time
         last: dict[str, Any] | None = None
+        sent = clock()
         while True:
-            job = await self.get(job_id)
+            try:
+                job = await self.get(job_id)
+            except JobNotFound:
+                if last is None:
+                    raise
+                return
             if job != last:
                 yield job
-                last = job
+                last, sent = job, clock()
+            elif heartbeat_s is not None and clock() - sent >= heartbeat_s:
+                yield None
+                sent = clock()
             if job["state"] in TERMINAL:
                 return
-            await asyncio.sleep(self.interval)  # a polling period, not synchronisation
+            pause = self.interval if heartbeat_s is None else min(self.interval, sent + heartbeat_s - clock())
+            await asyncio.sleep(max(pause, 0.0))  # a polling period, not synchronisation
+
+    async def sweep(self, now: datetime | None = None) -> list[str]:
+        """Delete the finished jobs that ended more than ``retention_s`` before ``now`` (rows, then files), and
+        result folders left without a row. Returns the ids of the jobs deleted."""
+        deleted: list[str] = []
+        if self.retention_s > 0:
+            cutoff = iso((now or datetime.now(UTC)) - timedelta(seconds=self.retention_s))
+            deleted = await asyncio.to_thread(self.store.delete_finished_before, cutoff)
+        orphans = await asyncio.to_thread(self.store.remove_orphans)
+        if deleted or orphans:
+            log.info("job retention: deleted %d finished jobs (kept %g s) and %d orphaned result folders",
+                     len(deleted), self.retention_s, len(orphans))
+            await self._publish()
+        return deleted
 
     # --- runner ---------------------------------------------------------------------------------------------
 
@@ -136,6 +225,14 @@ class JobManager:
         total = max(job["steps_total"], 1)
         job["progress"] = 1.0 if job["state"] == "succeeded" else min(1.0, job["steps_done"] / total)
         return job
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(sweep_interval(self.retention_s))  # a period, not synchronisation
+            try:
+                await self.sweep()
+            except Exception:  # a full disk or a locked file must not end the sweeps
+                log.exception("job retention sweep failed")
 
     async def _runner(self, models_loaded: asyncio.Event | None) -> None:
         if models_loaded is not None:
@@ -177,9 +274,16 @@ class JobManager:
             result = fut.result()
         except Cancelled:
             return  # state already set by delete() or stop()
+        except DeadlineExceeded as exc:  # the job's own timeout_s: an outcome the client asked for, not a fault
+            log.warning("job %s stopped: %s", job_id, exc)
+            await asyncio.to_thread(self.store.update, job_id, steps_done=ticket.steps_done)
+            await asyncio.to_thread(self.store.set_state_if, job_id, ("running",), "failed", str(exc))
+            return
         body, npz = await asyncio.to_thread(self.render, context, result)
         await asyncio.to_thread(self.store.write_result, job_id, body, npz)
-        await asyncio.to_thread(self.store.update, job_id, steps_done=ticket.steps_done)
+        # a succeeded job ran its whole budget: steps_done = steps_total, as progress = 1 says (raw runs no chain
+        # steps, and chains that stop early, e.g. DRS's accepted rows, leave some of the budget unused)
+        await asyncio.to_thread(self.store.update, job_id, steps_done=job["steps_total"])
         await asyncio.to_thread(self.store.set_state_if, job_id, ("running",), "succeeded")
 
     async def _publish(self) -> None:

@@ -6,10 +6,16 @@ journal so readers never wait on the writer. Layout under ``data_dir``::
     jobs.sqlite3
     jobs/<id>/result.json     the sampling response (docs/api.md), samples included
     jobs/<id>/result.npz      samples, z, logit_final and meta.json
+
+Deleting is crash-safe: the row goes first (one statement), then the files. A crash in between leaves a result
+folder without a row, which :meth:`JobStore.remove_orphans` deletes; a row never outlives the files it points to
+through a deletion of ours.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import shutil
 import sqlite3
@@ -36,10 +42,40 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT
 )
 """
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, created_at)",
+)
+
+
+class BadCursor(ValueError):
+    """A listing cursor that :meth:`JobStore.list_page` did not hand out."""
+
+
+def encode_cursor(created_at: str, seq: int) -> str:
+    """An opaque listing cursor: the created_at and row number (insertion order, which breaks ties between jobs
+    created in the same millisecond) of the last job of a page, base64url-encoded."""
+    return base64.urlsafe_b64encode(json.dumps([created_at, seq]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, int]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise BadCursor(cursor) from exc
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+            and type(value[1]) is int):
+        raise BadCursor(cursor)
+    return value[0], value[1]
+
+
+def iso(t: datetime) -> str:
+    """A UTC time as the store writes it (``2026-01-02T03:04:05.678Z``): such strings sort as the times do."""
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
 
 
 class JobStore:
@@ -52,13 +88,27 @@ class JobStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
+            for index in _INDEXES:
+                self._db.execute(index)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def create(self, job_id: str, request: dict[str, Any], steps_total: int) -> dict[str, Any]:
+        job = self.create_if_below(job_id, request, steps_total, None)
+        assert isinstance(job, dict)
+        return job
+
+    def create_if_below(self, job_id: str, request: dict[str, Any], steps_total: int,
+                        max_queued: int | None) -> dict[str, Any] | int:
+        """Insert a queued job unless ``max_queued`` jobs are queued already (checked and inserted atomically);
+        returns the job, or the number of queued jobs when it was refused."""
         with self._lock:
+            if max_queued is not None:
+                (queued,) = self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()
+                if queued >= max_queued:
+                    return int(queued)
             self._db.execute(
                 "INSERT INTO jobs (id, state, request, created_at, steps_total) VALUES (?, 'queued', ?, ?, ?)",
                 (job_id, json.dumps(request), now_iso(), steps_total),
@@ -70,11 +120,31 @@ class JobStore:
     def get(self, job_id: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            return None
-        job = dict(row)
-        job["request"] = json.loads(job["request"])
-        return job
+        return None if row is None else _job(row)
+
+    def list_page(self, states: frozenset[str] | None, limit: int,
+                  cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs newest first (created_at, then insertion order, descending), at most ``limit``, in one of ``states``
+        (None: any), after ``cursor``; returns them and the cursor of the next page (None on the last). BadCursor for
+        a cursor this method did not return."""
+        where: list[str] = []
+        args: list[str | int] = []
+        if states is not None:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            args.extend(sorted(states))
+        if cursor is not None:
+            created, seq = decode_cursor(cursor)
+            where.append("(created_at < ? OR (created_at = ? AND rowid < ?))")
+            args.extend((created, created, seq))
+        sql = (f"SELECT rowid AS seq, {', '.join(COLUMNS)} FROM jobs "
+               f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY created_at DESC, rowid DESC LIMIT ?")
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit + 1)).fetchall()
+        jobs = [_job(r) for r in rows[:limit]]
+        last = jobs[-1] if len(rows) > limit else None
+        for job in jobs:
+            del job["seq"]
+        return jobs, None if last is None else encode_cursor(last["created_at"], rows[limit - 1]["seq"])
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Set columns; a terminal ``state`` also stamps ``finished_at``."""
@@ -117,6 +187,32 @@ class JobStore:
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         shutil.rmtree(self.result_dir(job_id), ignore_errors=True)
 
+    def delete_finished_before(self, cutoff: str) -> list[str]:
+        """Delete every terminal job that ended before ``cutoff`` (an ISO time as :func:`now_iso` writes it): rows
+        first, in one statement that re-checks the state, then their files. Returns the ids deleted."""
+        marks = ", ".join("?" for _ in TERMINAL)
+        cond = f"state IN ({marks}) AND COALESCE(finished_at, created_at) < ?"
+        with self._lock:
+            ids = [r["id"] for r in self._db.execute(f"SELECT id FROM jobs WHERE {cond}", (*TERMINAL, cutoff))]
+            if ids:
+                self._db.execute(f"DELETE FROM jobs WHERE {cond}", (*TERMINAL, cutoff))
+        for job_id in ids:
+            shutil.rmtree(self.result_dir(job_id), ignore_errors=True)
+        return ids
+
+    def remove_orphans(self) -> list[str]:
+        """Delete result folders whose job has no row (a deletion interrupted between row and files, or a result
+        written after its job was deleted). Safe at any time: a job's row exists before its first file."""
+        base = self.root / "jobs"
+        if not base.is_dir():
+            return []
+        removed = []
+        for d in base.iterdir():
+            if d.is_dir() and self.get(d.name) is None:
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d.name)
+        return removed
+
     # --- result files -----------------------------------------------------------------------------------------
 
     def result_dir(self, job_id: str) -> Path:
@@ -131,4 +227,11 @@ class JobStore:
             tmp.replace(d / name)  # atomic: a crash never leaves a half-written result
 
     def read_result(self, job_id: str, npz: bool = False) -> bytes:
+        """The result file's bytes; FileNotFoundError when it is missing."""
         return (self.result_dir(job_id) / (RESULT_NPZ if npz else RESULT_JSON)).read_bytes()
+
+
+def _job(row: sqlite3.Row) -> dict[str, Any]:
+    job = dict(row)
+    job["request"] = json.loads(job["request"])
+    return job
