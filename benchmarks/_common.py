@@ -83,6 +83,7 @@ def machine_info(device: torch.device) -> dict[str, str]:
         "torch threads": str(torch.get_num_threads()),
         "python": platform.python_version(),
         "device": str(device),
+        "http stack (uvicorn auto)": http_stack(),
         "load average at start (1/5/15 min)": load_average(),
     }
     for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS"):
@@ -91,6 +92,16 @@ def machine_info(device: torch.device) -> dict[str, str]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def http_stack() -> str:
+    """The HTTP parser and event loop uvicorn's ``auto`` settings pick in this environment."""
+    import importlib.util
+    from importlib.metadata import version
+
+    parser = f"httptools {version('httptools')}" if importlib.util.find_spec("httptools") else "h11"
+    loop = f"uvloop {version('uvloop')}" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{parser} on {loop}"
 
 
 def info_block(info: Mapping[str, str]) -> str:

@@ -21,11 +21,12 @@ def free_port() -> int:
 
 
 def start_server(models_dir: Path, data_dir: Path, threads: int | None = None,
-                 device: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+                 device: str | None = None, extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str]:
     """``gansampler-server serve`` on a free loopback port; returns (process, base URL) once ``/readyz`` answers 200.
 
     ``threads`` sets the server's intra-op threads (OMP_NUM_THREADS / MKL_NUM_THREADS), to match the caller's;
-    ``device`` the devices it serves on (``GANSAMPLER_DEVICE``, e.g. ``cuda:0``; default: the server's).
+    ``device`` the devices it serves on (``GANSAMPLER_DEVICE``, e.g. ``cuda:0``; default: the server's);
+    ``extra_args`` more ``serve`` flags (e.g. ``("--http", "h11")``).
     """
     import httpx
 
@@ -33,7 +34,7 @@ def start_server(models_dir: Path, data_dir: Path, threads: int | None = None,
     exe = shutil.which("gansampler-server")
     cmd = [exe] if exe else [sys.executable, "-m", "service.cli"]
     cmd += ["serve", "--models", str(models_dir), "--port", str(port), "--data-dir", str(data_dir),
-            "--log-level", "warning"]
+            "--log-level", "warning", *extra_args]
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))

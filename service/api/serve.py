@@ -12,6 +12,8 @@ from typing import Any
 
 HELP = "serve the HTTP API (sampling, models, jobs, admin, health, metrics) over a model registry"
 DEFAULT_LOG_LEVEL = "info"
+HTTP_PARSERS = {"auto": None, "h11": "h11", "httptools": "httptools"}  # choice -> module it needs
+EVENT_LOOPS = {"auto": None, "asyncio": None, "uvloop": "uvloop"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch intra-op threads (default: $GANSAMPLER_TORCH_THREADS or torch's default)")
     p.add_argument("--log-level", default=DEFAULT_LOG_LEVEL, help=f"uvicorn log level (default: {DEFAULT_LOG_LEVEL})")
+    p.add_argument("--http", choices=list(HTTP_PARSERS), default="auto",
+                   help="HTTP/1.1 parser (default: auto = httptools when installed, else h11)")
+    p.add_argument("--loop", choices=list(EVENT_LOOPS), default="auto",
+                   help="event loop (default: auto = uvloop when installed, else asyncio)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -52,13 +58,32 @@ def apply_process_settings(settings: Any) -> None:
         logging.getLogger(__name__).info("malloc tuning %s: %s", "on" if tuning.applied else "off", tuning.reason)
 
 
+def missing_module(args: argparse.Namespace) -> str | None:
+    """A clear message when ``--http``/``--loop`` names an implementation that is not installed; else None."""
+    import importlib.util
+
+    for flag, table in (("http", HTTP_PARSERS), ("loop", EVENT_LOOPS)):
+        choice = getattr(args, flag, "auto")
+        module = table.get(choice)
+        if module is not None and importlib.util.find_spec(module) is None:
+            return f"--{flag} {choice}: the {module!r} package is not installed (pip install {module}, or --{flag} auto)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     import uvicorn
 
     from service.api.app import create_app
 
+    problem = missing_module(args)
+    if problem is not None:
+        print(f"serve: {problem}", file=sys.stderr)
+        return 2
     settings = settings_from_args(args)
     apply_process_settings(settings)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=10,
+                http=getattr(args, "http", "auto"), loop=getattr(args, "loop", "auto"))
     return 0

@@ -34,3 +34,37 @@ def test_torch_threads_is_applied_and_validated(monkeypatch: pytest.MonkeyPatch)
         serve.settings_from_args(_args("--torch-threads", "0"))
     monkeypatch.setenv("GANSAMPLER_TORCH_THREADS", "3")
     assert serve.settings_from_args(_args()).torch_threads == 3
+
+
+def test_http_and_loop_flags_are_passed_to_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    monkeypatch.setattr("service.api.app.create_app", lambda settings: object())
+    monkeypatch.setattr(serve, "apply_process_settings", lambda settings: None)
+    assert serve.run(_args("--http", "h11", "--loop", "asyncio")) == 0
+    assert seen["http"] == "h11" and seen["loop"] == "asyncio"
+    assert serve.run(_args()) == 0
+    assert seen["http"] == "auto" and seen["loop"] == "auto"
+
+
+def test_an_implementation_that_is_not_installed_is_named(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    import uvicorn
+
+    def never(app: object, **kw: object) -> None:
+        raise AssertionError("serve must stop before starting uvicorn")
+
+    monkeypatch.setattr(uvicorn, "run", never)
+    monkeypatch.setattr("service.api.app.create_app", lambda settings: object())
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a))
+    assert serve.missing_module(_args("--http", "h11")) is None
+    assert serve.run(_args("--loop", "uvloop")) == 2
+    err = capsys.readouterr().err
+    assert "--loop uvloop" in err and "'uvloop' package is not installed" in err
+    with pytest.raises(SystemExit):
+        _args("--http", "nghttp2")  # argparse names the choices
