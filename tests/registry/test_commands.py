@@ -137,3 +137,33 @@ def test_written_manifest_stays_valid_toml(root: Path) -> None:
     calibrate_version(vdir, method="isotonic", pilot=40)
     tomllib.loads((vdir / "model.toml").read_text())
     assert not list(vdir.glob(".model.*"))  # no temporary file left behind
+
+
+def test_export_with_a_wrong_input_shape_names_it_and_the_fix(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from tests.registry.toy_arch import ToyG
+
+    torch.save(ToyG(NZ, NX).state_dict(), tmp_path / "g.pth")
+    args = ["export", "--arch", "tests.registry.toy_arch:ToyG", "--weights", str(tmp_path / "g.pth"),
+            "--out", str(tmp_path / "g.pt2")]  # fmt: skip
+    assert main([*args, "--input-shape", "1,8,8"]) == 1
+    out, err = capfd.readouterr()
+    assert err.startswith("export: the network fails on an input of shape (2, 1, 8, 8): ")
+    assert "--input-shape 1,8,8 gives that shape with a batch of 2" in err and "the latent shape for a generator" in err
+    assert err.count("\n") == 1 and out == ""  # one line, no torch log
+    assert not (tmp_path / "g.pt2").exists()
+
+
+def test_export_of_an_untraceable_network_says_so_in_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from tests.registry.toy_arch import ValueBranchToyD
+
+    torch.save(ValueBranchToyD(NX).state_dict(), tmp_path / "d.pth")
+    rc = main(["export", "--arch", "tests.registry.toy_arch:ValueBranchToyD", "--weights", str(tmp_path / "d.pth"),
+               "--input-shape", str(NX), "--out", str(tmp_path / "d.pt2")])  # fmt: skip
+    assert rc == 1
+    out, err = capfd.readouterr()
+    assert err.startswith(f"export: torch.export failed on an input of shape (2, {NX}) (the network runs on it eagerly)")
+    assert err.count("\n") == 1 and out == ""  # no partial graph, no fake-tensor log

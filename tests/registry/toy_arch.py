@@ -95,3 +95,11 @@ class RoundedToyG(ToyG):
 
     def forward(self, z: Tensor) -> Tensor:
         return torch.round(self.net(z) * 4) / 4
+
+
+class ValueBranchToyD(ToyD):
+    """ToyD with Python control flow on a tensor's value: runs eagerly, cannot be traced by torch.export."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = super().forward(x)
+        return y if float(y.sum()) > 0 else -y

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from safetensors import SafetensorError
 
     from service.registry.errors import RegistryError
-    from service.registry.export import export_network
+    from service.registry.export import EXPORT_EXAMPLE_BATCH, ExportError, export_network
     from service.registry.files import sha256_file
     from service.registry.loaders import import_arch, load_state_dict_file
 
@@ -57,7 +59,21 @@ def run(args: argparse.Namespace) -> int:
         else:
             weights = load_state_dict_file(args.weights, args.weights, "--weights")
         net.load_state_dict(weights)
-        export_network(net, args.input_shape, args.out)
+        torch_output = io.StringIO()  # torch.export prints a partial graph on failure; our message says what failed
+        with contextlib.redirect_stderr(torch_output):
+            export_network(net, args.input_shape, args.out)
+        sys.stderr.write(torch_output.getvalue())
+    except ExportError as exc:
+        shape = ",".join(map(str, args.input_shape))
+        hint = (
+            f"; --input-shape {shape} gives that shape with a batch of {EXPORT_EXAMPLE_BATCH}: --input-shape is one "
+            "input without the batch dimension, the latent shape for a generator (e.g. 16, or 100,1,1) and the "
+            "sample shape for a discriminator (e.g. 1,8,8)"
+            if not exc.ran
+            else ""
+        )
+        print(f"export: {exc}{hint}", file=sys.stderr)
+        return 1
     except (RegistryError, SafetensorError, OSError, RuntimeError, TypeError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1
