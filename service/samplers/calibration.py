@@ -1,4 +1,4 @@
-"""Calibration of a discriminator's logit (ALGORITHMS.md §2). Pure torch + stdlib.
+"""Calibration of a discriminator's logit (docs/algorithms.md §2). Pure torch + stdlib.
 
 A calibration C maps a raw logit d (discriminator, or WGAN critic) to a calibrated logit d~ = C(d), fitted so that
 sigmoid(d~) is the probability that a sample is real, on a held-out real set against as many fresh fakes:

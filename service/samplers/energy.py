@@ -1,4 +1,4 @@
-"""The latent target shared by every latent-space sampler (ALGORITHMS.md §0).
+"""The latent target shared by every latent-space sampler (docs/algorithms.md §0).
 
     pi(z) ∝ p0(z) · exp(d~(G(z))),      U(z) = ½‖z‖² − d~(G(z)),      p0 = N(0, I).
 

@@ -55,7 +55,7 @@ class AcceptTest(NamedTuple):
 
 
 def accept_test(log_alpha: Tensor, proposal_ok: Tensor, current_ok: Tensor, u: Tensor) -> AcceptTest:
-    """Accept iff log u < log alpha, in log space (ALGORITHMS.md §0).
+    """Accept iff log u < log alpha, in log space (docs/algorithms.md §0).
 
     log_alpha (B,) is the raw log acceptance ratio; proposal_ok / current_ok (B,) bool say whether the proposal /
     current state are finite. A non-finite proposal is never accepted (log alpha = -inf); from a non-finite

@@ -1,4 +1,4 @@
-"""The Langevin move shared by REP-GAN's L2MC proposal and DDLS (ALGORITHMS.md §1).
+"""The Langevin move shared by REP-GAN's L2MC proposal and DDLS (docs/algorithms.md §1).
 
 With the energy U(z) = ½‖z‖² − d~(G(z)) and ∇ log pi(z) = ∇_z d~(G(z)) − z:
 

@@ -6,7 +6,7 @@ Every random number a sampler uses is a pure function of
 
 computed with an integer hash in vectorised torch ops. A chain's noise therefore does not depend on the batch it
 runs in, on its neighbours, on other requests merged into the same batch, or on the device: a request is
-reproducible from its seed alone (ALGORITHMS.md §4 pitfall 4, §5 test 7). ``torch.Generator`` cannot do this: it is
+reproducible from its seed alone (docs/algorithms.md §4 pitfall 4, §5 test 7). ``torch.Generator`` cannot do this: it is
 one sequential stream per call.
 
 The hash is Chris Wellons' ``lowbias32`` finaliser on 32-bit lanes. On an accelerator the lanes are int64 tensors

@@ -1,4 +1,5 @@
-"""Writing a demo model's version directory: weights, holdout and ``model.toml`` (ARCHITECTURE.md §3).
+"""Writing a demo model's version directory: weights, holdout and ``model.toml`` (the manifest reference is in
+docs/bring-your-own-model.md).
 
 Layout written by :func:`write_version`::
 

@@ -38,7 +38,7 @@ TOY_NAMES = tuple(toy.TOY_DATA)
 NAMES = (*TOY_NAMES, "digits-dcgan", "digits-classifier")
 CLASSIFIER_META = "classifier.toml"
 
-# Per-model sampler defaults written into the manifests. Chain lengths follow ALGORITHMS.md; DDLS's step size is
+# Per-model sampler defaults written into the manifests. Chain lengths follow docs/algorithms.md; DDLS's step size is
 # the one benchmarks/quality.py measured to improve on raw G on each model (eps = 0.01 is worse than raw on the
 # 25-Gaussian grid and on the swiss roll: see benchmarks/quality_results.md).
 DDLS_STEP_SIZE = {"gaussians25": 1e-4, "swissroll": 3e-5, "digits-dcgan": 3e-5}

@@ -1,6 +1,6 @@
 """Tiny networks for API and engine tests, referenced by import path ``tests.api.toy_arch:<Class>``.
 
-``IdentityG`` + ``GaussLogitD`` is the analytic pair of ALGORITHMS.md §5 test 1: G(z) = z, p0 = N(0, 1) and
+``IdentityG`` + ``GaussLogitD`` is the analytic pair of docs/algorithms.md §5 test 1: G(z) = z, p0 = N(0, 1) and
 d*(x) = log N(x; 1, 0.5²) − log N(x; 0, 1), so the latent target is exactly N(1, 0.5²).
 """
 

@@ -1,4 +1,4 @@
-"""Analytic G/D pairs with known targets (ALGORITHMS.md §5).
+"""Analytic G/D pairs with known targets (docs/algorithms.md §5).
 
 G is elementwise affine, G(z) = a·z + b, so p_g = N(b, a²) per coordinate, and the logit is the optimal
 discriminator d*(x) = log p_d(x) − log p_g(x) (optionally times a temperature), summed over coordinates. Both act

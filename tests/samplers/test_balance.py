@@ -1,4 +1,4 @@
-"""ALGORITHMS.md §5 test 4: detailed balance.
+"""docs/algorithms.md §5 test 4: detailed balance.
 
 MH-GAN on a finite pool: G maps z to one of M pool points (bucket j with probability q_j under p0) and D is a table
 of logits. The transition matrix is built from the kernel itself: for every current point i and every proposal j,

@@ -1,4 +1,4 @@
-"""ALGORITHMS.md §5 test 5: reductions between kernels.
+"""docs/algorithms.md §5 test 5: reductions between kernels.
 
 - REP-GAN with q = p0 is MH-GAN on the same scores: same draws, same decisions, bit-identical chains.
 - DDLS plus MALA's accept test is REP-GAN's L2MC kernel: with the same noise, the same path.

@@ -1,4 +1,4 @@
-"""ALGORITHMS.md §5 test 8: logits of ±50, probabilities of exactly 0 or 1 (logits ±inf), NaN from G.
+"""docs/algorithms.md §5 test 8: logits of ±50, probabilities of exactly 0 or 1 (logits ±inf), NaN from G.
 
 Every sampler: no NaN in any Info field, acceptance rates in [0, 1], non-finite proposals counted and never kept
 once a finite one was seen, and no chain stuck on a bad state. Degenerate inputs get clear errors.

@@ -1,4 +1,4 @@
-"""ALGORITHMS.md §5 tests 1, 2, 3 and 6: analytic targets.
+"""docs/algorithms.md §5 tests 1, 2, 3 and 6: analytic targets.
 
 G(z) = a z + b and the analytic d* = log p_d − log p_g, so pi(z) and the law of G(z) are known in closed form.
 Chains are independent (one per row), so the final states are B i.i.d. draws from the chain's law after K steps;
