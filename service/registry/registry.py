@@ -205,7 +205,9 @@ class Registry:
                     return self._loaded[(name, version)]
                 entry = self._set(self._entries.get((name, version), entry), state="loading", error=None)
             try:
-                model = load_version(entry.path, self.device, max_steps=self.max_steps, max_job_steps=self.max_job_steps)
+                model = load_version(
+                    entry.path, self.device, max_steps=self.max_steps, max_job_steps=self.max_job_steps
+                )
             except RegistryError as exc:
                 with self._lock:
                     self._set(entry, state="failed", error=str(exc))

@@ -165,5 +165,18 @@ def test_export_of_an_untraceable_network_says_so_in_one_line(
                "--input-shape", str(NX), "--out", str(tmp_path / "d.pt2")])  # fmt: skip
     assert rc == 1
     out, err = capfd.readouterr()
-    assert err.startswith(f"export: torch.export failed on an input of shape (2, {NX}) (the network runs on it eagerly)")
+    assert err.startswith(f"export: torch.export failed on an input of shape (2, {NX}) (the network runs on it ")
     assert err.count("\n") == 1 and out == ""  # no partial graph, no fake-tensor log
+
+
+@pytest.mark.parametrize(("ece", "z", "noted"), [(0.166, 0.4, True), (0.1, 0.4, False), (0.3, 5.0, False)])
+def test_calibrate_notes_a_large_ece(ece: float, z: float, noted: bool) -> None:
+    from service.registry.commands.calibrate import advice
+    from service.samplers.calibration import Calibration, CalibrationReport
+
+    notes = advice(Calibration("platt", a=1.5, b=0.1), CalibrationReport(0.8, z, ece, 0.2, 396))
+    ece_notes = [n for n in notes if "ECE" in n]
+    assert len(ece_notes) == int(noted)
+    if noted:
+        assert ece_notes[0].startswith(f"note: ECE {ece:.3f} > 0.1 with |Dawid Z| <= 2.0")
+        assert "larger holdout" in ece_notes[0]

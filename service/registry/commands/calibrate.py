@@ -12,6 +12,7 @@ HELP = "fit a calibration (platt | isotonic | identity) on a model's holdout and
 AUC_HIGH = 0.99  # D separates held-out real from fake almost perfectly
 AUC_LOW = 0.55  # D barely tells them apart
 DAWID_Z_MAX = 2.0  # |Z| above this: the calibrated probabilities are off
+ECE_HIGH = 0.1  # mean |predicted - observed| above this over the probability bins: worth a look
 
 
 def advice(calibration: Any, report: Any) -> list[str]:
@@ -34,6 +35,12 @@ def advice(calibration: Any, report: Any) -> list[str]:
         notes.append(
             f"note: AUC {report.auc:.3f} <= {AUC_LOW}: D barely tells real from fake; samplers will change little "
             "compared with raw G (fine for a very good G; otherwise D is too weak to guide them)."
+        )
+    if report.ece > ECE_HIGH and abs(report.dawid_z) <= DAWID_Z_MAX:  # a large |Z| has its own note below
+        notes.append(
+            f"note: ECE {report.ece:.3f} > {ECE_HIGH} with |Dawid Z| <= {DAWID_Z_MAX}: the calibrated probabilities "
+            f"look off by that much on average over {report.n} held-out samples, mostly the noise of few samples per "
+            "bin; a larger holdout (and --fakes) gives a steadier figure."
         )
     if abs(report.dawid_z) > DAWID_Z_MAX:
         notes.append(
