@@ -153,6 +153,8 @@ def _nesting_hint(param: str | None) -> str:
 
     if param is None or "." in param:
         return ""
+    if param == "sampler":
+        return "; the sampler is part of the path: POST /v1/samples/{sampler} (only job bodies name it)"
     as_param = [n for n, e in SAMPLERS.items() if any(spec.name == param for spec in e.cls.param_specs)]
     if as_param:
         return f"; {param} is a parameter of {', '.join(as_param)}: send it as \"params\": {{\"{param}\": ...}}"
@@ -192,7 +194,8 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     if kind == "missing":
         return InvalidRequest(f"{param} is required", param)
     if kind == "value_error":
-        return InvalidRequest(str(e.get("ctx", {}).get("error", e.get("msg"))), param)
+        err = e.get("ctx", {}).get("error")
+        return InvalidRequest(str(err if err is not None else e.get("msg")), getattr(err, "param", None) or param)
     value = e.get("input")
     return InvalidRequest(f"{param}: {e.get('msg')}, got {value!r}", param)
 

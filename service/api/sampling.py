@@ -18,6 +18,7 @@ from service.api.schemas import SAMPLER_NAMES, SampleRequest
 from service.config import Settings
 from service.engine.ticket import Priority, Work
 from service.samplers.base import SamplerParamError, UnsupportedPairError
+from service.samplers.options import UnknownOptionError
 
 
 class Limits(NamedTuple):
@@ -76,6 +77,9 @@ def prepare(
     try:
         # the model's [samplers.<name>] option keys (e.g. drs logit_max from calibrate) under the request's options
         options = entry.options_cls.from_defaults(model.sampler_defaults(sampler), dict(req.options))
+    except UnknownOptionError as e:
+        raise InvalidRequest(f"unknown option {e.param!r} for sampler {sampler!r}; known: {e.known}",
+                             f"options.{e.param}") from e
     except SamplerParamError as e:
         raise InvalidRequest(str(e), f"options.{e.param}") from e
     defaults = dict(model.sampler_defaults(sampler))

@@ -34,6 +34,14 @@ _REQUEST_EXAMPLE: Any = {
 }
 
 
+class FieldValueError(ValueError):
+    """A validator's error about one field inside the validated one (``param``, e.g. ``options.init``)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -59,7 +67,7 @@ class SampleRequest(_Strict):
         """Scalars only; each option's own constraint (finite numbers included) is checked by its sampler."""
         for k, x in v.items():
             if not isinstance(x, OptionValue):
-                raise ValueError(f"options.{k} must be a string, number, boolean or null, got {x!r}")
+                raise FieldValueError(f"options.{k}", f"options.{k} must be a string, number, boolean or null, got {x!r}")
         return v
 
 

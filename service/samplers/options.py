@@ -22,6 +22,18 @@ from typing import Any, NamedTuple, Self
 from service.samplers.base import SamplerParamError
 
 
+class UnknownOptionError(SamplerParamError):
+    """A key in ``options`` that the sampler does not have (the key is what is wrong, not its value)."""
+
+    def __init__(self, key: str, value: object, known: list[str]) -> None:
+        super().__init__(key, value, f"an option of this sampler: one of {known}")
+        self.known = known
+        self.args = (f"unknown option {key!r}; known: {known}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class Choice(NamedTuple):
     values: tuple[str, ...]
 
@@ -86,7 +98,7 @@ class Options:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in sorted(d):
             if key not in known:
-                raise SamplerParamError(key, d[key], f"an option of this sampler: one of {sorted(known)}")
+                raise UnknownOptionError(key, d[key], sorted(known))
         return cls(**d)
 
     @classmethod
