@@ -24,6 +24,7 @@ __all__ = [
     "Calibration",
     "ChainDiagnostics",
     "Diagnostics",
+    "JobList",
     "JobStatus",
     "ModelInfo",
     "OutputSpec",
@@ -235,3 +236,10 @@ class JobStatus(_Model):
     def done(self) -> bool:
         """True once the job is succeeded, failed, cancelled or interrupted."""
         return self.state in TERMINAL_JOB_STATES
+
+
+class JobList(_Model):
+    """A page of jobs (``GET /v1/jobs``), newest first; ``next`` is the cursor of the next page, None on the last."""
+
+    jobs: list[JobStatus] = Field(default_factory=list)
+    next: str | None = None

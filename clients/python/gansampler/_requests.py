@@ -6,7 +6,7 @@ body (the server applies its defaults); None is sent as JSON null.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -120,6 +120,24 @@ def create_job(
         max_retries=max_retries,
         idempotent=False,
     )
+
+
+def list_jobs(
+    state: str | Sequence[str] | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    *,
+    timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN,
+) -> RequestSpec:
+    """``GET /v1/jobs``: one page, newest first; ``state`` one state or several (sent as a comma list)."""
+    params: dict[str, str] = {}
+    if state is not None:
+        params["state"] = state if isinstance(state, str) else ",".join(state)
+    if limit is not None:
+        params["limit"] = str(limit)
+    if cursor is not None:
+        params["cursor"] = cursor
+    return RequestSpec("GET", "/v1/jobs", params=params or None, timeout=timeout)
 
 
 def get_job(job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> RequestSpec:
