@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 SAMPLER_NAMES = ("raw", "mh", "rep", "ddls", "drs", "sir")
 Sampler = Literal["raw", "mh", "rep", "ddls", "drs", "sir"]
@@ -60,6 +60,14 @@ class SampleRequest(_Strict):
     output: OutputFormat | None = Field(default=None, description="png (image default) | array (vector default)")
     diagnostics: DiagnosticsLevel = "summary"
     timeout_s: float | None = Field(default=None, gt=0, description="deadline, queue time included")
+
+    @field_validator("params", "options", "diagnostics", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, v: Any, info: ValidationInfo) -> Any:
+        """JSON null means "the default" for every optional field, as it does for seed, steps and the rest."""
+        if v is None and info.field_name is not None:
+            return cls.model_fields[info.field_name].get_default(call_default_factory=True)
+        return v
 
     @field_validator("options")
     @classmethod

@@ -192,3 +192,14 @@ async def test_head_on_a_post_route_is_405_naming_head(api: tuple[httpx.AsyncCli
     assert r.status_code == 405 and r.headers["allow"] == "POST" and r.content == b""
     r = await client.head("/v1/nothing")
     assert r.status_code == 404
+
+
+async def test_null_means_the_default_for_every_optional_field(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    base = {"model": "gauss", "n": 2, "seed": 5, "steps": 3}
+    plain = await client.post("/v1/samples/mh", json=base)
+    nulls = await client.post("/v1/samples/mh", json={**base, "params": None, "options": None, "diagnostics": None,
+                                                      "output": None, "timeout_s": None})
+    assert plain.status_code == nulls.status_code == 200, nulls.text
+    assert nulls.json()["samples"] == plain.json()["samples"]
+    assert nulls.json()["diagnostics"].keys() == plain.json()["diagnostics"].keys()
