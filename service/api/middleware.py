@@ -41,6 +41,11 @@ class RequestContext:
         rid = rid[:MAX_REQUEST_ID_LEN] or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         status = {"code": 500, "started": False}
+        path = scope.get("path", "")
+        if len(path) > 1 and path.endswith("/"):  # /v1/models/ is /v1/models: no redirect a client must follow
+            raw = scope.get("raw_path")
+            scope = {**scope, "path": path.rstrip("/") or "/",
+                     **({"raw_path": raw.rstrip(b"/") or b"/"} if isinstance(raw, bytes) else {})}
         head = scope["method"] == "HEAD"
         if head:  # HEAD is GET without the body (RFC 9110 §9.3.2), on every GET route
             scope["state"]["method"] = "HEAD"

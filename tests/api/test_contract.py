@@ -203,3 +203,13 @@ async def test_null_means_the_default_for_every_optional_field(api: tuple[httpx.
     assert plain.status_code == nulls.status_code == 200, nulls.text
     assert nulls.json()["samples"] == plain.json()["samples"]
     assert nulls.json()["diagnostics"].keys() == plain.json()["diagnostics"].keys()
+
+
+async def test_a_trailing_slash_is_served_not_redirected(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    r = await client.post("/v1/samples/mh/", json={"model": "gauss", "n": 2, "seed": 5, "steps": 3})
+    plain = await client.post("/v1/samples/mh", json={"model": "gauss", "n": 2, "seed": 5, "steps": 3})
+    assert r.status_code == 200 and r.json()["samples"] == plain.json()["samples"]
+    r = await client.get("/v1/models/")
+    assert r.status_code == 200 and r.json()["models"]
+    assert (await client.get("/v1/nothing/")).status_code == 404
