@@ -129,6 +129,11 @@ class Settings(BaseSettings):
         default=DEFAULT_MAX_QUEUED_JOBS, ge=1,
         description="most jobs in state queued (waiting to start); POST /v1/jobs beyond it answers 429",
     )
+    max_queued_job_chain_steps: int | None = Field(
+        default=None, ge=1,
+        description="most chain-steps (n x steps) all queued jobs may hold together; POST /v1/jobs that would pass "
+        "it answers 429 (a job is always taken when none is queued). None: no limit",
+    )
     job_retention_s: float = Field(
         default=DEFAULT_JOB_RETENTION_S, ge=0,
         description="seconds a finished job (succeeded, failed, cancelled, interrupted) and its result files are "

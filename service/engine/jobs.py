@@ -66,14 +66,14 @@ class JobNotFinished(Exception):
 
 
 class TooManyQueuedJobs(Overloaded):
-    """429: ``max_queued_jobs`` jobs are waiting to start already."""
+    """429: ``max_queued_jobs`` jobs are waiting to start already, or their work plus this job's would pass
+    ``max_queued_job_chain_steps``. Not an engine error, but rendered as one (429 ``overloaded``, Retry-After)."""
 
-    def __init__(self, queued: int, limit: int, retry_after: int) -> None:
-        Exception.__init__(
-            self, f"too many queued jobs: {queued} jobs are waiting to start, the limit is max_queued_jobs={limit}; "
-            f"retry after {retry_after} s, once some have started (or cancel queued ones)")
+    def __init__(self, message: str, queued: int, cost: int, limit: int, retry_after: int) -> None:
+        Exception.__init__(self, f"{message}; retry after {retry_after} s, once some have started (or cancel "
+                                 "queued ones)")
         self.queued = queued
-        self.cost = 1
+        self.cost = cost
         self.limit = limit
         self.retry_after = retry_after
 
@@ -126,16 +126,26 @@ class JobManager:
     # --- API ------------------------------------------------------------------------------------------------
 
     async def create(self, request: dict[str, Any], max_queued: int | None = None,
+                     max_queued_steps: int | None = None,
                      retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> dict[str, Any]:
         """Store and queue a job. TooManyQueuedJobs (429, ``Retry-After: retry_after_s``) when ``max_queued`` jobs
-        are queued already (None: no limit)."""
+        are queued already, or when their chain-steps plus this job's would pass ``max_queued_steps`` (None: no
+        limit; a job is always taken when none is queued)."""
         work, _ = self.prepare(request)  # raises the API's 4xx/503 before anything is stored
         job_id = f"job_{uuid.uuid4().hex[:16]}"
         request = {**request, "seed": work.seed}
-        job = await asyncio.to_thread(self.store.create_if_below, job_id, request, work.chain_steps, max_queued)
-        if isinstance(job, int):
-            assert max_queued is not None
-            raise TooManyQueuedJobs(job, max_queued, retry_after_s)
+        cost = work.chain_steps
+        job = await asyncio.to_thread(self.store.create_if_below, job_id, request, cost, max_queued,
+                                      max_queued_steps)
+        if isinstance(job, tuple):
+            count, steps = job
+            if max_queued is not None and count >= max_queued:
+                raise TooManyQueuedJobs(f"too many queued jobs: {count} jobs are waiting to start, the limit is "
+                                        f"max_queued_jobs={max_queued}", count, 1, max_queued, retry_after_s)
+            assert max_queued_steps is not None
+            raise TooManyQueuedJobs(f"too much queued job work: {count} queued jobs hold {steps} chain-steps, + "
+                                    f"{cost} requested exceeds max_queued_job_chain_steps={max_queued_steps}",
+                                    steps, cost, max_queued_steps, retry_after_s)
         self._queue.put_nowait(job_id)
         await self._publish()
         return self._view(job)

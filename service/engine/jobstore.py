@@ -100,15 +100,19 @@ class JobStore:
         assert isinstance(job, dict)
         return job
 
-    def create_if_below(self, job_id: str, request: dict[str, Any], steps_total: int,
-                        max_queued: int | None) -> dict[str, Any] | int:
-        """Insert a queued job unless ``max_queued`` jobs are queued already (checked and inserted atomically);
-        returns the job, or the number of queued jobs when it was refused."""
+    def create_if_below(self, job_id: str, request: dict[str, Any], steps_total: int, max_queued: int | None,
+                        max_queued_steps: int | None = None) -> dict[str, Any] | tuple[int, int]:
+        """Insert a queued job unless ``max_queued`` jobs are queued already, or the queued jobs' chain-steps plus
+        ``steps_total`` would pass ``max_queued_steps`` (a job is always taken when none is queued); checked and
+        inserted atomically. Returns the job, or (queued jobs, their chain-steps) when it was refused."""
         with self._lock:
-            if max_queued is not None:
-                (queued,) = self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()
-                if queued >= max_queued:
-                    return int(queued)
+            if max_queued is not None or max_queued_steps is not None:
+                count, steps = self._db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(steps_total), 0) FROM jobs WHERE state = 'queued'").fetchone()
+                full = max_queued is not None and count >= max_queued
+                heavy = max_queued_steps is not None and count > 0 and steps + steps_total > max_queued_steps
+                if full or heavy:
+                    return int(count), int(steps)
             self._db.execute(
                 "INSERT INTO jobs (id, state, request, created_at, steps_total) VALUES (?, 'queued', ?, ?, ?)",
                 (job_id, json.dumps(request), now_iso(), steps_total),

@@ -97,3 +97,23 @@ async def test_queued_jobs_beyond_max_queued_jobs_get_429_naming_the_setting(toy
         assert again.status_code == 202
         for job_id in (running, queued[1], again.json()["id"]):
             await client.delete(f"/v1/jobs/{job_id}")
+
+
+async def test_queued_job_work_beyond_max_queued_job_chain_steps_gets_429(toy_models: Path, tmp_path: Path) -> None:
+    rec = Recorder()
+    async with serve(toy_models, tmp_path, observer=rec, max_running_jobs=1,
+                     max_queued_job_chain_steps=500) as (client, _):
+        started = submitted(rec, 1)
+        running = (await client.post("/v1/jobs", json=LONG)).json()["id"]  # 200_000 steps, running: not counted
+        await wait(started)
+        first = await client.post("/v1/jobs", json=JOB)  # 8 × 30 = 240 queued
+        assert first.status_code == 202
+        r = await client.post("/v1/jobs", json={**JOB, "steps": 33})  # 240 + 264 > 500
+        err = r.json()["error"]
+        assert r.status_code == 429 and err["type"] == "overloaded" and "retry-after" in r.headers
+        assert err["message"].startswith("too much queued job work: 1 queued jobs hold 240 chain-steps, + 264 "
+                                         "requested exceeds max_queued_job_chain_steps=500; retry after 1 s")
+        assert (await client.post("/v1/jobs", json={**JOB, "steps": 32})).status_code == 202  # 240 + 256 fits
+        for job in (await client.get("/v1/jobs")).json()["jobs"]:
+            await client.delete(f"/v1/jobs/{job['id']}")
+        assert (await client.get(f"/v1/jobs/{running}")).json()["state"] == "cancelled"

@@ -80,9 +80,21 @@ def test_queued_cap_counts_only_queued_jobs(store: JobStore) -> None:
     make(store, 2, "succeeded")
     assert isinstance(store.create_if_below("job_00000000000000a1", REQUEST, 6, 2), dict)
     assert isinstance(store.create_if_below("job_00000000000000a2", REQUEST, 6, 2), dict)
-    assert store.create_if_below("job_00000000000000a3", REQUEST, 6, 2) == 2  # refused: 2 queued
+    assert store.create_if_below("job_00000000000000a3", REQUEST, 6, 2) == (2, 12)  # refused: 2 queued, 12 steps
     assert store.get("job_00000000000000a3") is None
     assert isinstance(store.create_if_below("job_00000000000000a4", REQUEST, 6, None), dict)  # no limit
+
+
+def test_queued_work_cap_counts_queued_chain_steps_and_always_takes_a_job_when_none_is_queued(
+    store: JobStore
+) -> None:
+    make(store, 1, "running")  # 6 steps, not queued: not counted
+    assert isinstance(store.create_if_below("job_00000000000000b1", REQUEST, 50, None, 10), dict)  # queue empty
+    assert store.create_if_below("job_00000000000000b2", REQUEST, 1, None, 10) == (1, 50)
+    store.update("job_00000000000000b1", state="running")
+    assert isinstance(store.create_if_below("job_00000000000000b3", REQUEST, 6, None, 10), dict)
+    assert isinstance(store.create_if_below("job_00000000000000b4", REQUEST, 4, None, 10), dict)  # 10: at the limit
+    assert store.create_if_below("job_00000000000000b5", REQUEST, 1, 100, 10) == (2, 10)
 
 
 def test_retention_deletes_terminal_jobs_that_ended_before_the_cutoff_with_their_files(store: JobStore) -> None:

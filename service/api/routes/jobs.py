@@ -31,6 +31,7 @@ async def create_job(body: JobRequest, services: ServicesDep) -> JSONResponse:
     """Accepts larger n and steps than synchronous requests (``max_job_n``, ``max_job_steps``)."""
     settings = services.settings
     job = await services.jobs.create(body.model_dump(exclude_none=True), max_queued=settings.max_queued_jobs,
+                                     max_queued_steps=settings.max_queued_job_chain_steps,
                                      retry_after_s=settings.retry_after_s)
     return JSONResponse(job, status_code=202)
 
