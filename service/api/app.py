@@ -67,7 +67,8 @@ def create_app(
             if engine.budget.measures(model.device):
                 engine.budget.prepare(hub.default_pools(model))
 
-        hub = ModelHub(settings.models_dir, settings.devices, sink, engine.least_loaded, size_steps)
+        hub = ModelHub(settings.models_dir, settings.devices, sink, engine.least_loaded, size_steps,
+                       (settings.max_steps, settings.max_job_steps))
         store = await asyncio.to_thread(JobStore, settings.data_dir)
         manager = JobManager(store, engine, _job_prepare(hub, settings), _job_render, settings.max_running_jobs,
                              settings.job_progress_interval_s)

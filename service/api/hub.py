@@ -43,10 +43,13 @@ WARMUP_BATCH = 1
 class ModelHub:
     def __init__(self, models_dir: Any, devices: tuple[str, ...], sink: StatsSink,
                  place: Callable[[list[str]], str] | None = None,
-                 on_loaded: Callable[[LoadedModel], None] | None = None) -> None:
+                 on_loaded: Callable[[LoadedModel], None] | None = None,
+                 step_limits: tuple[int, int] | None = None) -> None:
+        """``step_limits``: the server's (max_steps, max_job_steps), which load notes compare defaults against."""
         self.samplers: dict[str, SamplerEntry] = dict(SAMPLERS)
         self.devices = devices
-        self.registries = {d: Registry(models_dir, d) for d in devices}
+        limits = {} if step_limits is None else {"max_steps": step_limits[0], "max_job_steps": step_limits[1]}
+        self.registries = {d: Registry(models_dir, d, **limits) for d in devices}
         self.sink = sink
         self._place = place
         self._on_loaded = on_loaded

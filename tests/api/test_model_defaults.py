@@ -52,3 +52,14 @@ async def test_raw_chains_are_not_in_the_acceptance_histogram(tmp_path: Path) ->
                 counts[s.labels["sampler"]] = s.value
     assert counts.get("mh") == 3
     assert counts.get("raw", 0) == 0
+
+
+async def test_load_notes_compare_a_steps_default_with_this_server_s_limits(tmp_path: Path) -> None:
+    gauss(tmp_path / "models", samplers={"mh": {"steps": 50}})
+    async with serve(tmp_path / "models", tmp_path / "data", max_steps=40, max_job_steps=100) as (client, _):
+        notes = (await client.get("/v1/models/gauss")).json()["notes"]
+        assert any(n.startswith("samplers.mh.steps: default 50 is above the request limit max_steps = 40")
+                   for n in notes), notes
+    async with serve(tmp_path / "models", tmp_path / "data2") as (client, _):  # default limits: 50 is fine
+        notes = (await client.get("/v1/models/gauss")).json()["notes"]
+        assert not any(n.startswith("samplers.mh.steps") for n in notes), notes
