@@ -29,6 +29,7 @@ from service.engine.ticket import ChainResult, Ticket, Work
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"^job_[0-9a-f]{16}$")
+MAX_ID_SHOWN = 40  # characters of an unknown job id quoted in a 404
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 MAX_SWEEP_INTERVAL_S = 600.0  # a finished job outlives its retention by at most about this long
 MIN_SWEEP_INTERVAL_S = 1.0
@@ -40,7 +41,12 @@ Render = Callable[[Any, ChainResult], tuple[dict[str, Any], bytes]]
 class JobNotFound(KeyError):
     def __init__(self, job_id: str) -> None:
         super().__init__(job_id)
-        self.message = f"no job {job_id!r}"
+        if len(job_id) > MAX_ID_SHOWN:  # an id is echoed into the body and the logs: never at any length
+            self.message = f"no job {job_id[:MAX_ID_SHOWN]!r}... ({len(job_id)} characters; job ids have 20)"
+        elif not JOB_ID.match(job_id):
+            self.message = f"no job {job_id!r} (job ids are 'job_' and 16 hex digits)"
+        else:
+            self.message = f"no job {job_id!r}"
 
 
 class JobResultMissing(JobNotFound):

@@ -117,3 +117,16 @@ async def test_queued_job_work_beyond_max_queued_job_chain_steps_gets_429(toy_mo
         for job in (await client.get("/v1/jobs")).json()["jobs"]:
             await client.delete(f"/v1/jobs/{job['id']}")
         assert (await client.get(f"/v1/jobs/{running}")).json()["state"] == "cancelled"
+
+
+@pytest.mark.parametrize(("job_id", "message"), [
+    ("job_0123456789abcdef", "no job 'job_0123456789abcdef'"),
+    ("nope", "no job 'nope' (job ids are 'job_' and 16 hex digits)"),
+    ("x" * 5000, f"no job '{'x' * 40}'... (5000 characters; job ids have 20)"),
+])
+async def test_an_unknown_job_id_is_quoted_shortened(toy_models: Path, tmp_path: Path, job_id: str,
+                                                     message: str) -> None:
+    async with serve(toy_models, tmp_path) as (client, _):
+        for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/result", f"/v1/jobs/{job_id}/events"):
+            r = await client.get(path)
+            assert r.status_code == 404 and r.json()["error"]["message"] == message, path
