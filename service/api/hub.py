@@ -112,12 +112,7 @@ class ModelHub:
                 except Exception as exc:
                     reg.unload(name, version)
                     raise RegistryError(f"{model.manifest_path}: warm-up failed: {type(exc).__name__}: {exc}") from exc
-                if self._on_loaded is not None:
-                    try:
-                        self._on_loaded(model)
-                    except Exception:  # sizing is an optimisation: the first request sizes what this did not
-                        log.warning("model %s on %s: warm-up step sizing failed; pools are sized at first use",
-                                    mid, model.device, exc_info=True)
+                self._size(model)
                 self.sink.record_model_load(mid, model.load_seconds, time.perf_counter() - t0)
                 loaded.append(model)
         except RegistryError as exc:
@@ -142,8 +137,46 @@ class ModelHub:
         self._forget(f"{name}@{version}")
 
     def reload(self, name: str, version: int) -> list[LoadedModel]:
-        self.unload(name, version)
-        return self.load(name, version)
+        """Re-read a version's files with no gap in service: new copies are read and warmed up on every device while
+        the current ones serve, then swapped in (requests already running finish on the old networks; new requests
+        start new pools). If any new copy fails, nothing is swapped and the error is raised: the version keeps
+        serving as it was. A version not loaded on every device is simply (re)loaded."""
+        mid = f"{name}@{version}"
+        if any(e.state != "ready" for reg in self.registries.values() for e in reg.entries() if e.id == mid):
+            self.unload(name, version)
+            return self.load(name, version)
+        fresh = []
+        try:
+            for reg in self.registries.values():
+                model = reg.read(name, version)
+                t0 = time.perf_counter()
+                try:
+                    self._warm_up(model)
+                except Exception as exc:
+                    raise RegistryError(f"{model.manifest_path}: warm-up failed: {type(exc).__name__}: {exc}") from exc
+                fresh.append((reg, model, time.perf_counter() - t0))
+        except (ModelNotFoundError, ModelNotReadyError):
+            raise
+        except RegistryError as exc:
+            log.warning("model %s: reload failed, the previous load keeps serving: %s", mid, exc)
+            raise RegistryError(f"reload of {mid} failed; it still serves its previous load: {exc}") from exc
+        for reg, model, _ in fresh:
+            if not reg.install(model):  # unloaded meanwhile: that unload wins
+                raise ModelNotReadyError(mid, "unloaded", "unloaded while the reload read its files")
+        self._forget(mid)  # samplers built over the old copies; the pools running on them keep their own
+        for _, model, warm_s in fresh:
+            self._size(model)
+            self.sink.record_model_load(mid, model.load_seconds, warm_s)
+        log.info("model %s reloaded on %s", mid, ", ".join(self.registries))
+        return [model for _, model, _ in fresh]
+
+    def _size(self, model: LoadedModel) -> None:
+        if self._on_loaded is not None:
+            try:
+                self._on_loaded(model)
+            except Exception:  # sizing is an optimisation: the first request sizes what this did not
+                log.warning("model %s on %s: warm-up step sizing failed; pools are sized at first use",
+                            model.id, model.device, exc_info=True)
 
     @staticmethod
     def _warm_up(model: LoadedModel) -> None:

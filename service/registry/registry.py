@@ -205,22 +205,39 @@ class Registry:
                     return self._loaded[(name, version)]
                 entry = self._set(self._entries.get((name, version), entry), state="loading", error=None)
             try:
-                model = load_version(
-                    entry.path, self.device, max_steps=self.max_steps, max_job_steps=self.max_job_steps
-                )
+                model = self._read(entry)
             except RegistryError as exc:
                 with self._lock:
                     self._set(entry, state="failed", error=str(exc))
                 raise
-            except Exception as exc:  # a user's network can fail in any way; record it, never crash the registry
-                message = f"{entry.path / MANIFEST_NAME}: {type(exc).__name__}: {exc}"
-                with self._lock:
-                    self._set(entry, state="failed", error=message)
-                raise RegistryError(message) from exc
             with self._lock:
                 self._loaded[(name, version)] = model
                 self._set(entry, state="ready", error=None, memory_bytes=model.memory_bytes)
             return model
+
+    def _read(self, entry: ModelEntry) -> LoadedModel:
+        """Load a version's files into a new copy (the table untouched); any failure as :class:`RegistryError`."""
+        try:
+            return load_version(entry.path, self.device, max_steps=self.max_steps, max_job_steps=self.max_job_steps)
+        except RegistryError:
+            raise
+        except Exception as exc:  # a user's network can fail in any way; report it, never crash the registry
+            raise RegistryError(f"{entry.path / MANIFEST_NAME}: {type(exc).__name__}: {exc}") from exc
+
+    def read(self, name: str, version: int) -> LoadedModel:
+        """A new copy of a version from its files, not served (see :meth:`install`); the entry is not changed."""
+        return self._read(self._entry(name, version))
+
+    def install(self, model: LoadedModel) -> bool:
+        """Serve ``model`` in place of the loaded copy of its version, in one step. False, and nothing changed, when
+        that version is not loaded (any more): an unload while the new copy was read wins."""
+        key = (model.manifest.name, model.manifest.version)  # equal to its directories (checked at load)
+        with self._lock:
+            if key not in self._loaded:
+                return False
+            self._loaded[key] = model
+            self._set(self._entries[key], state="ready", error=None, memory_bytes=model.memory_bytes)
+            return True
 
     def load_all(self, names: Iterable[str] | None = None) -> list[ModelEntry]:
         """Scan, then load every version (of ``names`` when given); failures are recorded, never raised."""
@@ -239,8 +256,15 @@ class Registry:
             return self._set(entry, state="unloaded", error=None, memory_bytes=0)
 
     def reload(self, name: str, version: int) -> LoadedModel:
-        """Re-read the manifest and files of a version. If that fails the version is unloaded and failed."""
-        self.unload(name, version)
+        """Re-read the manifest and files of a version with no gap in service: a loaded version keeps serving its
+        current copy until the new one has loaded, then the two swap. If the new one fails, the current copy keeps
+        serving and the error is raised. A version that is not loaded is simply loaded."""
+        with self._lock:
+            loaded = (name, version) in self._loaded
+        if loaded:
+            fresh = self.read(name, version)
+            if self.install(fresh):
+                return fresh
         return self.load(name, version)
 
     # ------------------------------------------------------------------ resolution

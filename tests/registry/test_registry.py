@@ -96,19 +96,46 @@ def test_load_unload_reload_cycle(root: Path) -> None:
     assert reg.get("m@1") is reloaded
 
 
-def test_failed_reload_unloads_and_records(root: Path) -> None:
+def test_a_failed_reload_keeps_the_loaded_copy_serving(root: Path) -> None:
     vdir = make_version(root, name="m", version=1)
     reg = Registry(root)
     reg.load_all()
+    before = reg.get("m@1")
     m = read_toml(vdir)
     m["latent"] = {"shape": [5]}
     write_manifest(vdir, m)
-    with pytest.raises(RegistryError):
+    with pytest.raises(RegistryError, match=r"latent\.shape"):
         reg.reload("m", 1)
+    e = reg.entries()[0]
+    assert e.state == "ready" and e.error is None
+    assert reg.get("m") is before
+
+
+def test_a_failed_load_is_recorded_and_not_served(root: Path) -> None:
+    vdir = make_version(root, name="m", version=1)
+    m = read_toml(vdir)
+    m["latent"] = {"shape": [5]}
+    write_manifest(vdir, m)
+    reg = Registry(root)
+    with pytest.raises(RegistryError):
+        reg.reload("m", 1)  # not loaded: a reload is a load
     e = reg.entries()[0]
     assert e.state == "failed" and "latent.shape" in (e.error or "")
     with pytest.raises(ModelNotReadyError):
         reg.get("m")
+
+
+def test_install_swaps_a_loaded_version_and_an_unload_wins(root: Path) -> None:
+    make_version(root, name="m", version=1)
+    reg = Registry(root)
+    old = reg.load("m", 1)
+    fresh = reg.read("m", 1)
+    assert reg.get("m@1") is old  # read serves nothing
+    assert reg.install(fresh) and reg.get("m@1") is fresh
+    other = reg.read("m", 1)
+    reg.unload("m", 1)
+    assert not reg.install(other)  # unloaded while it was read: stays unloaded
+    assert reg.entries()[0].state == "unloaded"
 
 
 def test_load_of_a_version_added_after_scan(root: Path) -> None:

@@ -1,0 +1,65 @@
+"""``:reload`` with no gap in service: the loaded copy serves until the new one is ready; a failed reload keeps it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from tests.api.conftest import serve
+from tests.api.toy_registry import gauss
+
+AUTH = {"authorization": "Bearer s3cret"}
+BODY = {"model": "gauss", "n": 3, "seed": 4, "steps": 5}
+WAIT_S = 30
+
+
+async def test_requests_during_a_reload_are_served_then_new_ones_use_the_new_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vdir = gauss(tmp_path / "models")
+    async with serve(tmp_path / "models", tmp_path / "data", admin_token="s3cret") as (client, services):
+        before = (await client.post("/v1/samples/mh", json=BODY)).json()
+        reg = services.hub.primary
+        reading, release = threading.Event(), threading.Event()
+        real_read = reg.read
+
+        def slow_read(name: str, version: int):  # type: ignore[no-untyped-def]
+            reading.set()
+            assert release.wait(WAIT_S)
+            return real_read(name, version)
+
+        monkeypatch.setattr(reg, "read", slow_read)
+        manifest = tomllib.loads((vdir / "model.toml").read_text())
+        manifest.setdefault("samplers", {})["mh"] = {"steps": 7}  # visible in the model's description
+        (vdir / "model.toml").write_text(tomli_w.dumps(manifest))
+        reload = asyncio.create_task(client.post("/v1/admin/models/gauss/1:reload", headers=AUTH))
+        assert await asyncio.to_thread(reading.wait, WAIT_S)
+        during = await client.post("/v1/samples/mh", json=BODY)  # the reload is reading the new files now
+        assert during.status_code == 200, during.text
+        assert during.json()["samples"] == before["samples"]
+        assert (await client.get("/readyz")).status_code == 200
+        release.set()
+        r = await reload
+        assert r.status_code == 200, r.text
+        assert r.json()["model"]["state"] == "ready"
+        info = (await client.get("/v1/models/gauss@1")).json()
+        assert info["samplers"]["mh"]["default_steps"] == 7  # the new manifest serves
+        no_steps = {k: v for k, v in BODY.items() if k != "steps"}
+        assert (await client.post("/v1/samples/mh", json=no_steps)).json()["steps"] == 7
+
+
+async def test_a_failed_reload_says_the_version_still_serves(tmp_path: Path) -> None:
+    vdir = gauss(tmp_path / "models")
+    async with serve(tmp_path / "models", tmp_path / "data", admin_token="s3cret") as (client, _):
+        before = (await client.post("/v1/samples/mh", json=BODY)).json()
+        (vdir / "generator.safetensors").write_bytes(b"corrupt")
+        r = await client.post("/v1/admin/models/gauss/1:reload", headers=AUTH)
+        assert r.status_code == 422
+        assert "still serves its previous load" in r.json()["error"]["message"]
+        after = await client.post("/v1/samples/mh", json=BODY)
+        assert after.status_code == 200 and after.json()["samples"] == before["samples"]
+        assert (await client.get("/readyz")).status_code == 200
