@@ -71,7 +71,7 @@ def create_app(
                        (settings.max_steps, settings.max_job_steps))
         store = await asyncio.to_thread(JobStore, settings.data_dir)
         manager = JobManager(store, engine, _job_prepare(hub, settings), _job_render, settings.max_running_jobs,
-                             settings.job_progress_interval_s)
+                             settings.job_progress_interval_s, retention_s=settings.job_retention_s)
         services = Services(settings, sink, engine, hub, manager, compute_threads=threads)
         app.state.services = services
         await manager.start(services.loaded)

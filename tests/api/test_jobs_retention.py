@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from service.config import DEFAULT_JOB_RETENTION_S
 from service.engine.jobs import MAX_SWEEP_INTERVAL_S, MIN_SWEEP_INTERVAL_S, sweep_interval
 from service.engine.jobstore import RESULT_JSON, JobStore, iso
@@ -97,8 +95,6 @@ def test_sweep_interval_follows_retention_within_bounds() -> None:
     assert sweep_interval(0.1) == MIN_SWEEP_INTERVAL_S
 
 
-@pytest.mark.xfail(strict=True, reason="service/api/app.py does not pass settings.job_retention_s to JobManager yet: "
-                   "add retention_s=settings.job_retention_s there, then remove this marker")
 async def test_the_retention_setting_reaches_the_job_manager(toy_models: Path, tmp_path: Path) -> None:
     async with serve(toy_models, tmp_path / "data", job_retention_s=60) as (_, services):
         assert services.jobs.retention_s == 60
