@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -200,6 +201,26 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     return InvalidRequest(f"{param}: {e.get('msg')}, got {value!r}", param)
 
 
+def _allowed_methods(request: Request) -> str | None:
+    """Every method some route serves on this path (the router names only the first route that matched), with
+    HEAD beside GET (the middleware answers HEAD on every GET route)."""
+    from starlette.routing import Match
+
+    def flat(routes: list[Any]) -> Iterator[Any]:
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # newer FastAPI wraps an included router
+            yield from flat(inner.routes) if inner is not None else (route,)
+
+    methods: set[str] = set()
+    for route in flat(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) or None
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into the error body."""
 
@@ -217,9 +238,7 @@ def install(app: FastAPI) -> None:
             return error_response(NotFound(f"no route {method} {request.url.path}"), _rid(request))
         if exc.status_code == 405:
             body = error_body("method_not_allowed", f"method {method} not allowed on {request.url.path}")
-            allow = (exc.headers or {}).get("Allow")
-            if allow and "GET" in allow.split(", ") and "HEAD" not in allow:
-                allow += ", HEAD"
+            allow = _allowed_methods(request) or (exc.headers or {}).get("Allow")
             return JSONResponse(body, status_code=405, headers={"Allow": allow} if allow else None)
         detail = str(exc.detail)
         if exc.status_code == 400 and detail == "There was an error parsing the body":  # undecodable bytes

@@ -186,6 +186,15 @@ async def test_head_is_get_without_the_body(api: tuple[httpx.AsyncClient, Servic
         assert head.headers["content-length"] == get.headers["content-length"]
 
 
+async def test_405_allow_lists_every_method_of_every_route_on_the_path(
+        api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    r = await client.put("/v1/jobs")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD, POST"
+    r = await client.put("/v1/jobs/job_0123456789abcdef")
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, HEAD"
+
+
 async def test_head_on_a_post_route_is_405_naming_head(api: tuple[httpx.AsyncClient, Services]) -> None:
     client, _ = api
     r = await client.head("/v1/samples/raw")
