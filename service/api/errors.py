@@ -125,9 +125,10 @@ def error_response(exc: BaseException, request_id: str | None = None) -> JSONRes
     status, type_ = lookup(exc)
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
-    # a model that failed to load stays failed until an operator acts: retrying it cannot help
-    failed = getattr(exc, "state", None) == "failed"
-    if retry_after is None and status in (429, 503) and not failed:
+    # a model that failed to load, or that an operator unloaded, stays so until an operator acts: retrying soon
+    # cannot help (a model still loading can)
+    settled = getattr(exc, "entry_state", None) in ("failed", "unloaded")
+    if retry_after is None and status in (429, 503) and not settled:
         retry_after = DEFAULT_RETRY_AFTER_S
     if retry_after is not None:
         headers["Retry-After"] = str(int(retry_after))

@@ -63,9 +63,10 @@ class ModelNotFoundError(RegistryError, KeyError):
 class ModelNotReadyError(RegistryError):
     """The model exists but no requested version is ready; ``state`` and ``error`` say why."""
 
-    def __init__(self, ref: str, state: str, error: str | None = None) -> None:
+    def __init__(self, ref: str, state: str, error: str | None = None, entry_state: str | None = None) -> None:
         self.ref = ref
         self.state = state
         self.error = error
+        self.entry_state = entry_state or state  # the version's own state: loading | failed | unloaded
         detail = f": {error}" if error else ""
         super().__init__(f"model {ref!r} is {state}{detail}")

@@ -292,7 +292,7 @@ class Registry:
                     return self._loaded[(name, v)]
             latest = self._entries[(name, versions[0])]
             raise ModelNotReadyError(
-                ref, f"not ready (latest version {latest.version} is {latest.state})", latest.error
+                ref, f"not ready (latest version {latest.version} is {latest.state})", latest.error, latest.state
             )
 
     def memory_bytes(self) -> int:
