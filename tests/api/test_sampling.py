@@ -228,6 +228,7 @@ async def test_admin_routes(tmp_path: Path) -> None:
         assert r.status_code == 200, r.text
         cal = r.json()
         assert cal["model"]["calibration"]["method"] == "platt" and 0 <= cal["calibration"]["auc"] <= 1
+        assert cal["calibration"]["write_note"] is None  # model.toml edited in place
         r = await client.post("/v1/samples/raw", json={"model": "image", "n": 1})
         assert r.json()["diagnostics"]["calibrated"] is True
 

@@ -60,5 +60,6 @@ async def calibrate(name: str, version: int, services: ServicesDep, method: Cali
     res = await services.model_work(partial(calibrate_version, e.path, method, device=services.hub.devices[0]))
     await services.model_work(services.hub.reload, name, version)
     result = _describe(services, name, version, "calibrate")
-    result.calibration = {"method": res.calibration.method, **res.report._asdict(), "logit_max": res.logit_max}
+    result.calibration = {"method": res.calibration.method, **res.report._asdict(), "logit_max": res.logit_max,
+                          "write_note": res.write_note}
     return result
