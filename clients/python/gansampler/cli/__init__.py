@@ -5,6 +5,7 @@
     gansampler models
     gansampler sample digits-dcgan --sampler rep -n 64 -o out/ --seed 7 --param step_size=0.01
     gansampler job create digits-dcgan --sampler rep -n 1024 --steps 5000 --wait -o out/
+    gansampler job list [--state running,queued] [--limit 20] [--all]
     gansampler job status|wait|result|cancel|events JOB_ID
 
 ``--url`` / ``--api-key`` (or ``$GANSAMPLER_URL`` / ``$GANSAMPLER_API_KEY``) pick the server. Exit codes:
