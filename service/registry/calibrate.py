@@ -1,4 +1,4 @@
-"""Calibrating a model version in place (ALGORITHMS.md §2), for ``gansampler-server calibrate`` and the admin API.
+"""Calibrating a model version in place (docs/algorithms.md §2), for ``gansampler-server calibrate`` and the admin API.
 
 Raw logits on the version's held-out REAL samples and on as many fresh fakes (latents from ``seed``) are split
 into fixed disjoint halves; the calibration is fitted on one half and scored on the other. The result is written

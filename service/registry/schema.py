@@ -1,4 +1,5 @@
-"""``model.toml``: the manifest of one model version (ARCHITECTURE.md §3), validated with pydantic v2.
+"""``model.toml``: the manifest of one model version, validated with pydantic v2 (user reference:
+docs/bring-your-own-model.md).
 
 Unknown fields are refused everywhere. :func:`read_manifest` turns every problem into a :class:`ManifestError`
 that names the file and the dotted field, e.g. ``models/x/1/model.toml: generator.sha256: expected 64 hex chars,
