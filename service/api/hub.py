@@ -267,7 +267,8 @@ class ModelHub:
         if version is not None:
             match = [e for e in versions if e.version == version]
             if not match:
-                raise ModelNotFoundError(ref, f"model {name!r} has no version {version}")
+                have = sorted(e.version for e in versions)
+                raise ModelNotFoundError(ref, f"model {name!r} has no version {version} (has {have})")
             return match[0]
         ready = [e for e in versions if e.state == "ready"]
         return max(ready or versions, key=lambda e: e.version)

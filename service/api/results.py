@@ -51,4 +51,4 @@ def response_body(prep: Prepared, r: ChainResult, total_s: float) -> dict[str, A
 
 def npz_body(prep: Prepared, r: ChainResult, total_s: float) -> bytes:
     """``samples`` (n, *shape) float32, ``z``, ``logit_final`` and ``meta.json`` (docs/api.md)."""
-    return to_npz(r.output.x, r.output.z, r.output.logit, _meta(prep, r, total_s))
+    return to_npz(r.output.x, r.output.z, r.output.logit, {**_meta(prep, r, total_s), "output": "array"})  # floats

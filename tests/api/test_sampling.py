@@ -80,6 +80,15 @@ async def test_npz_body(api: API) -> None:
     assert np.array_equal(np.asarray(j["samples"], dtype=np.float32), z["samples"])
 
 
+async def test_npz_meta_says_array_for_an_image_model_too(api: API) -> None:
+    client, _ = api
+    r = await client.post("/v1/samples/raw", json={"model": "image", "n": 2, "seed": 3},
+                          headers={"accept": "application/x-npz"})
+    z = np.load(io.BytesIO(r.content))
+    assert z["samples"].dtype == np.float32 and z["samples"].shape == (2, 1, 4, 4)
+    assert json.loads(z["meta.json"].tobytes())["output"] == "array"  # what the npz holds, not the PNG default
+
+
 async def test_png_for_image_models_by_default(api: API) -> None:
     client, _ = api
     r = await client.post("/v1/samples/raw", json={"model": "image", "n": 2, "seed": 3})
