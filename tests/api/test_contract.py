@@ -223,3 +223,10 @@ async def test_a_trailing_slash_is_served_not_redirected(api: tuple[httpx.AsyncC
     r = await client.get("/v1/models/")
     assert r.status_code == 200 and r.json()["models"]
     assert (await client.get("/v1/nothing/")).status_code == 404
+
+
+async def test_an_unknown_version_is_named_with_the_versions_there_are(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    for r in (await client.get("/v1/models/gauss@9"),
+              await client.post("/v1/samples/raw", json={"model": "gauss@9", "n": 1})):
+        assert r.status_code == 404 and "has no version 9 (has [1])" in r.json()["error"]["message"], r.text
