@@ -253,6 +253,39 @@ class Readiness(BaseModel):
     models: dict[str, str] = Field(description='id -> "ready" | "failed: ..." | "loading"')
 
 
+class RequestLimits(BaseModel):
+    """What one synchronous sampling request may ask for (the ``max_*`` settings)."""
+
+    max_n: int
+    max_steps: int
+    max_chain_steps: int = Field(description="n × steps")
+    max_result_bytes: int = Field(description="n × one sample's float32 bytes")
+    max_timeout_s: float | None
+    default_timeout_s: float | None
+    max_body_bytes: int
+    max_queue_chain_steps: int = Field(description="chain-steps queued server-wide before requests get 429")
+
+
+class JobLimits(BaseModel):
+    """What one job may ask for and how many may wait (the ``max_job_*`` and job settings)."""
+
+    max_n: int
+    max_steps: int
+    max_chain_steps: int
+    max_result_bytes: int
+    max_queued_jobs: int
+    max_queued_job_chain_steps: int | None
+    max_running_jobs: int
+    retention_s: float = Field(description="a finished job is deleted this long after it ended; 0: kept")
+
+
+class ServerLimits(BaseModel):
+    """Body of ``GET /v1/limits``: the limits this server enforces, so that clients can size requests."""
+
+    requests: RequestLimits
+    jobs: JobLimits
+
+
 class AdminResult(BaseModel):
     action: str
     model: ModelInfo | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from service.api.deps import Services
 from service.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CHAIN_STEPS, DEFAULT_MAX_N, DEFAULT_MAX_STEPS
+from tests.api.conftest import serve
 
 OK = {"model": "gauss", "n": 2}
 
@@ -230,3 +232,27 @@ async def test_an_unknown_version_is_named_with_the_versions_there_are(api: tupl
     for r in (await client.get("/v1/models/gauss@9"),
               await client.post("/v1/samples/raw", json={"model": "gauss@9", "n": 1})):
         assert r.status_code == 404 and "has no version 9 (has [1])" in r.json()["error"]["message"], r.text
+
+
+async def test_limits_are_published_and_are_the_ones_enforced(toy_models: Path, tmp_path: Path) -> None:
+    async with serve(toy_models, tmp_path / "data", max_n=7, max_job_n=70, max_queued_jobs=3) as (client, _):
+        limits = (await client.get("/v1/limits")).json()
+        assert limits["requests"]["max_n"] == 7 and limits["jobs"]["max_n"] == 70
+        assert limits["jobs"]["max_queued_jobs"] == 3
+        assert limits["requests"]["max_steps"] == DEFAULT_MAX_STEPS
+        body = {"model": "gauss", "n": limits["requests"]["max_n"], "steps": 2}
+        assert (await client.post("/v1/samples/mh", json=body)).status_code == 200
+        r = await client.post("/v1/samples/mh", json={**body, "n": limits["requests"]["max_n"] + 1})
+        assert r.status_code == 422 and r.json()["error"]["param"] == "n"
+
+
+async def test_the_limits_example_in_the_docs_is_what_a_default_server_answers(
+        api: tuple[httpx.AsyncClient, Services]) -> None:
+    import json
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    example = re.search(r"## Limits.*?```json\n(.*?)```", text, re.S)
+    assert example is not None
+    client, _ = api
+    assert (await client.get("/v1/limits")).json() == json.loads(example.group(1))

@@ -30,6 +30,7 @@ from ._base_client import (
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from .resources.health import AsyncHealth, Health
 from .resources.jobs import AsyncJobs, Jobs
+from .resources.limits import AsyncLimits, Limits
 from .resources.models import AsyncModels, Models
 from .resources.samples import AsyncSamples, Samples
 
@@ -44,7 +45,7 @@ class Client(BaseClient):
             :meth:`close` only when the SDK created it.
         transport: an ``httpx.BaseTransport`` for the client the SDK creates (e.g. ``httpx.MockTransport``).
 
-    Resources: ``client.samples``, ``client.models``, ``client.jobs``, ``client.health``.
+    Resources: ``client.samples``, ``client.models``, ``client.jobs``, ``client.health``, ``client.limits``.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class Client(BaseClient):
         self.models = Models(self)
         self.jobs = Jobs(self)
         self.health = Health(self)
+        self.limits = Limits(self)
 
     def request(self, spec: RequestSpec) -> httpx.Response:
         """Send ``spec`` with retries; returns a 2xx response (unread when ``spec.stream``) or raises APIError."""
@@ -136,6 +138,7 @@ class AsyncClient(BaseClient):
         self.models = AsyncModels(self)
         self.jobs = AsyncJobs(self)
         self.health = AsyncHealth(self)
+        self.limits = AsyncLimits(self)
 
     async def request(self, spec: RequestSpec) -> httpx.Response:
         """Send ``spec`` with retries; returns a 2xx response (unread when ``spec.stream``) or raises APIError."""

@@ -24,14 +24,17 @@ __all__ = [
     "Calibration",
     "ChainDiagnostics",
     "Diagnostics",
+    "JobLimits",
     "JobList",
     "JobStatus",
     "ModelInfo",
     "OutputSpec",
     "ParamInfo",
     "Readiness",
+    "RequestLimits",
     "SampleBatch",
     "SamplerInfo",
+    "ServerLimits",
     "Timing",
     "Traces",
 ]
@@ -214,6 +217,41 @@ class Readiness(_Model):
 
     ready: bool
     models: dict[str, str] = Field(default_factory=dict)
+
+
+class RequestLimits(_Model):
+    """What one synchronous request may ask for: ``max_n``, ``max_steps``, ``max_chain_steps`` (n × steps),
+    ``max_result_bytes`` (n × one sample's float32 bytes), timeouts, ``max_body_bytes``, and the chain-steps queued
+    server-wide before requests get 429 (``max_queue_chain_steps``)."""
+
+    max_n: int
+    max_steps: int
+    max_chain_steps: int
+    max_result_bytes: int
+    max_timeout_s: float | None = None
+    default_timeout_s: float | None = None
+    max_body_bytes: int
+    max_queue_chain_steps: int
+
+
+class JobLimits(_Model):
+    """What one job may ask for, how many may wait or run, and how long finished ones are kept (0: forever)."""
+
+    max_n: int
+    max_steps: int
+    max_chain_steps: int
+    max_result_bytes: int
+    max_queued_jobs: int
+    max_queued_job_chain_steps: int | None = None
+    max_running_jobs: int
+    retention_s: float
+
+
+class ServerLimits(_Model):
+    """``GET /v1/limits``: the limits the server enforces (``client.limits.get()``)."""
+
+    requests: RequestLimits
+    jobs: JobLimits
 
 
 # --- jobs -------------------------------------------------------------------------------------------------------

@@ -99,6 +99,11 @@ def list_models(*, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> RequestSpec:
     return RequestSpec("GET", "/v1/models", timeout=timeout)
 
 
+def get_limits(*, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> RequestSpec:
+    """``GET /v1/limits``."""
+    return RequestSpec("GET", "/v1/limits", timeout=timeout)
+
+
 def get_model(name: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> RequestSpec:
     """``GET /v1/models/{name}`` (``name`` or ``name@version``)."""
     return RequestSpec("GET", f"/v1/models/{_segment(name)}", timeout=timeout)
