@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -51,6 +52,7 @@ from ._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    InvalidArgumentError,
     status_error_class,
 )
 from ._types import NOT_GIVEN, NotGiven, NotGivenOr, is_given
@@ -147,6 +149,18 @@ def backoff_delay(retry: int, rand: float) -> float:
     """Exponential backoff for the ``retry``-th retry (0-based) with jitter; ``rand`` uniform in [0, 1)."""
     base = min(INITIAL_RETRY_DELAY_S * 2.0**retry, MAX_RETRY_DELAY_S)
     return base * (1.0 - RETRY_JITTER * rand)
+
+
+def check_json_finite(value: Any, path: str = "") -> None:
+    """Raise :class:`InvalidArgumentError` at the first float in ``value`` that JSON cannot carry (NaN, ±inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgumentError(path, f"{path or 'body'} must be a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_json_finite(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_json_finite(item, f"{path}[{index}]")
 
 
 def retry_delay(
@@ -275,7 +289,11 @@ class BaseClient:
         return headers
 
     def build_request(self, spec: RequestSpec) -> httpx.Request:
-        """The :class:`httpx.Request` for one attempt of ``spec`` (timeout carried in its extensions)."""
+        """The :class:`httpx.Request` for one attempt of ``spec`` (timeout carried in its extensions).
+
+        Raises :class:`InvalidArgumentError` for a body value JSON cannot carry (NaN, ±inf), naming its path."""
+        if is_given(spec.body):
+            check_json_finite(spec.body)
         timeout = self.timeout if not is_given(spec.timeout) else to_timeout(spec.timeout)  # type: ignore[arg-type]
         return httpx.Request(
             spec.method,

@@ -22,6 +22,7 @@
     ├── JobFailedError                    a job ended failed / cancelled / interrupted; carries the Job
     ├── WaitTimeoutError                  a wait gave up (also a TimeoutError): health.wait_ready
     │   └── JobWaitTimeoutError           Job.wait(timeout=...) elapsed first; the job keeps running
+    ├── InvalidArgumentError              a value JSON cannot carry (NaN, ±inf), caught before sending (a ValueError)
     └── MissingDependencyError            an optional extra (numpy, Pillow) is needed (also an ImportError)
 
 A status with no class of its own (e.g. 418) raises :class:`APIStatusError`; a 5xx with none raises
@@ -50,6 +51,7 @@ __all__ = [
     "GansamplerError",
     "GatewayTimeoutError",
     "InternalServerError",
+    "InvalidArgumentError",
     "JobFailedError",
     "JobWaitTimeoutError",
     "MissingDependencyError",
@@ -260,6 +262,16 @@ class JobWaitTimeoutError(WaitTimeoutError):
     def __init__(self, job: JobStatus, timeout: float) -> None:
         super().__init__(f"job {job.id} still {job.state} ({job.progress:.0%}) after waiting {timeout:g} s", timeout)
         self.job = job
+
+
+class InvalidArgumentError(GansamplerError, ValueError):
+    """An argument the request cannot carry, found before anything is sent; ``param`` is its dotted path in the
+    request body (e.g. ``params.step_size``), as the server's 422 would name it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
 
 
 class MissingDependencyError(GansamplerError, ImportError):
