@@ -6,6 +6,9 @@ loaded ``.module()``, so every sampler runs on it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -26,6 +29,26 @@ class ExportError(RuntimeError):
         self.ran = ran
 
 
+@contextlib.contextmanager
+def quiet_torch_logs(level: int = logging.ERROR) -> Iterator[None]:
+    """Raise every ``torch.*`` logger to ``level`` for the block. torch.export's tracer logs warnings about the
+    user's code (symbolic shapes, guards) through handlers bound to the process's stderr, so redirecting
+    ``sys.stderr`` does not catch them; what failed is in the exception."""
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger("torch")] + [
+        lg for name, lg in list(manager.loggerDict.items())
+        if name.startswith("torch.") and isinstance(lg, logging.Logger)
+    ]
+    before = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(level, lg.level))
+    try:
+        yield
+    finally:
+        for lg, old in before:
+            lg.setLevel(old)
+
+
 def export_network(net: nn.Module, sample_shape: tuple[int, ...], out: Path | str) -> Path:
     """Export ``net`` (put in eval mode) for inputs (B, *sample_shape), B in [1, EXPORT_MAX_BATCH]; returns ``out``.
 
@@ -42,7 +65,8 @@ def export_network(net: nn.Module, sample_shape: tuple[int, ...], out: Path | st
             raise ExportError(f"the network fails on an input of shape {shape}: {exc}", sample_shape, False) from exc
         batch = torch.export.Dim("batch", min=1, max=EXPORT_MAX_BATCH)
         try:
-            program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
+            with quiet_torch_logs():
+                program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
         except Exception as exc:  # torch.export raises many types
             message = " ".join(str(exc).split())[:EXPORT_MESSAGE_CHARS]
             raise ExportError(
