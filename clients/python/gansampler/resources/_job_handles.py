@@ -69,15 +69,10 @@ class _Reconnect:
         return self.failures - 1
 
 
-class Job:
-    """Handle on a server-side job. ``status`` is the last JobStatus seen; ``refresh()`` fetches a new one."""
+class _Handle:
+    """What the sync and async handles share: the last JobStatus seen and its fields."""
 
-    def __init__(self, client: Client, status: JobStatus) -> None:
-        self._client = client
-        self.status = status
-
-    def __repr__(self) -> str:
-        return f"Job(id={self.id!r}, state={self.status.state!r}, progress={self.status.progress:.2f})"
+    status: JobStatus
 
     @property
     def id(self) -> str:
@@ -94,6 +89,17 @@ class Job:
     @property
     def done(self) -> bool:
         return self.status.done
+
+
+class Job(_Handle):
+    """Handle on a server-side job. ``status`` is the last JobStatus seen; ``refresh()`` fetches a new one."""
+
+    def __init__(self, client: Client, status: JobStatus) -> None:
+        self._client = client
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, state={self.status.state!r}, progress={self.status.progress:.2f})"
 
     def refresh(self) -> JobStatus:
         """Fetch the job's current status (``GET /v1/jobs/{id}``)."""
@@ -153,7 +159,7 @@ class Job:
             yield status
 
 
-class AsyncJob:
+class AsyncJob(_Handle):
     """Async twin of :class:`Job`."""
 
     def __init__(self, client: AsyncClient, status: JobStatus) -> None:
@@ -163,21 +169,6 @@ class AsyncJob:
     def __repr__(self) -> str:
         return f"AsyncJob(id={self.id!r}, state={self.status.state!r}, progress={self.status.progress:.2f})"
 
-    @property
-    def id(self) -> str:
-        return self.status.id
-
-    @property
-    def state(self) -> str:
-        return str(self.status.state)
-
-    @property
-    def progress(self) -> float:
-        return self.status.progress
-
-    @property
-    def done(self) -> bool:
-        return self.status.done
 
     async def refresh(self) -> JobStatus:
         self.status = await self._client.jobs.status(self.id)
