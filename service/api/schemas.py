@@ -222,8 +222,15 @@ class ModelInfo(BaseModel):
     )
 
 
+class IgnoredEntry(BaseModel):
+    path: str = Field(description="relative to the models directory")
+    reason: str = Field(description="why the scan skipped it, and how to fix it")
+
+
 class ModelList(BaseModel):
     models: list[ModelInfo]
+    ignored: list[IgnoredEntry] = Field(
+        default_factory=list, description="entries of the models directory that are not model versions (e.g. 'v4')")
 
 
 class Job(BaseModel):

@@ -3,6 +3,7 @@ proposals stay out of the acceptance histogram."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -63,3 +64,13 @@ async def test_load_notes_compare_a_steps_default_with_this_server_s_limits(tmp_
     async with serve(tmp_path / "models", tmp_path / "data2") as (client, _):  # default limits: 50 is fine
         notes = (await client.get("/v1/models/gauss")).json()["notes"]
         assert not any(n.startswith("samplers.mh.steps") for n in notes), notes
+
+
+async def test_the_model_list_names_what_the_scan_ignored(tmp_path: Path) -> None:
+    vdir = gauss(tmp_path / "models")
+    shutil.copytree(vdir, vdir.parent / "v4")
+    async with serve(tmp_path / "models", tmp_path / "data") as (client, _):
+        body = (await client.get("/v1/models")).json()
+        assert [m["id"] for m in body["models"]] == ["gauss@1"]
+        assert [i["path"] for i in body["ignored"]] == ["gauss/v4"]
+        assert "rename it to '4'" in body["ignored"][0]["reason"]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from service.api.deps import ERROR_RESPONSES, ServicesDep, require_api_key
 from service.api.describe import model_info
-from service.api.schemas import JobLimits, ModelInfo, ModelList, RequestLimits, ServerLimits
+from service.api.schemas import IgnoredEntry, JobLimits, ModelInfo, ModelList, RequestLimits, ServerLimits
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
 
@@ -16,7 +16,11 @@ router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_
 @router.get("/models", response_model=ModelList, summary="Every model version with its state")
 async def list_models(services: ServicesDep) -> ModelList:
     hub = services.hub
-    return ModelList(models=await asyncio.to_thread(lambda: [model_info(hub, e) for e in hub.entries()]))
+    models = await asyncio.to_thread(lambda: [model_info(hub, e) for e in hub.entries()])
+    root = hub.primary.root
+    ignored = [IgnoredEntry(path=str(i.path.relative_to(root)) if i.path.is_relative_to(root) else str(i.path),
+                            reason=i.reason) for i in hub.primary.ignored()]
+    return ModelList(models=models, ignored=ignored)
 
 
 @router.get("/models/{ref}", response_model=ModelInfo, summary='One model: "name" (latest ready) or "name@version"')
