@@ -87,3 +87,18 @@ def test_the_cli_block_runs(server: str, tmp_path: Path) -> None:
                              timeout=RUN_TIMEOUT_S)
         assert run.returncode == 0, (line, run.stderr)
     assert len(list((tmp_path / "out").glob("sample_*.png"))) == 64
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_the_sdk_readme_python_blocks_run(server: str, tmp_path: Path, index: int) -> None:
+    text = (ROOT / "clients" / "python" / "README.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(code) == 3, "a block was added to clients/python/README.md: run it here too"
+    env = {**os.environ, "GANSAMPLER_URL": server,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "clients" / "python")])}
+    source = code[index] if index < 2 else "from gansampler import Client\nclient = Client()\n" + code[index]
+    run = subprocess.run([sys.executable, "-c", source], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 0, run.stderr
+    if index == 2:  # it continues the first block's session; prints the 422's param and message
+        assert run.stdout.startswith("n n must be <= 1024, got 100000")
