@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     )
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), description="comma list; empty: no auth")
     admin_token: str | None = None
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="comma list of browser origins allowed to call the API cross-origin (e.g. "
+        "'https://dash.example.com'; '*' for any); empty: no CORS headers",
+    )
 
     max_n: int = Field(default=DEFAULT_MAX_N, ge=1)
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1)
@@ -147,7 +152,7 @@ class Settings(BaseSettings):
 
     max_trace_points: int = Field(default=DEFAULT_MAX_TRACE_POINTS, ge=2)
 
-    @field_validator("device", "api_keys", mode="before")
+    @field_validator("device", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_comma_list(cls, v: object) -> object:
         if isinstance(v, str):

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from service.api import errors
 from service.api.deps import Services
@@ -37,6 +38,11 @@ from service.registry import LoadedModel
 log = logging.getLogger(__name__)
 
 API_VERSION = "1"
+CORS_METHODS = ["GET", "HEAD", "POST", "DELETE"]
+CORS_HEADERS = ["authorization", "x-api-key", "content-type", "accept", "request-id", "x-request-id",
+                "last-event-id"]
+CORS_EXPOSED = ["request-id", "retry-after", "allow"]  # what a browser client may read of a response
+CORS_MAX_AGE_S = 600  # how long a browser may cache a preflight
 
 
 def _default_sink() -> StatsSink:
@@ -103,6 +109,9 @@ def create_app(
     for module in (samples, models, jobs, admin, health):
         app.include_router(module.router)
     app.add_middleware(RequestContext, sink=sink, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # outermost: a browser's preflight is answered before anything else runs
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=CORS_METHODS,
+                           allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=CORS_MAX_AGE_S)
     return app
 
 

@@ -256,3 +256,24 @@ async def test_the_limits_example_in_the_docs_is_what_a_default_server_answers(
     assert example is not None
     client, _ = api
     assert (await client.get("/v1/limits")).json() == json.loads(example.group(1))
+
+
+async def test_cors_is_off_by_default_and_answers_the_configured_origins(
+        toy_models: Path, tmp_path: Path, api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    r = await client.get("/v1/models", headers={"origin": "https://dash.example.com"})
+    assert "access-control-allow-origin" not in r.headers
+    async with serve(toy_models, tmp_path / "cors", cors_origins=("https://dash.example.com",)) as (cors, _):
+        pre = await cors.options("/v1/samples/mh", headers={
+            "origin": "https://dash.example.com", "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type, authorization"})
+        assert pre.status_code == 200
+        assert pre.headers["access-control-allow-origin"] == "https://dash.example.com"
+        assert "POST" in pre.headers["access-control-allow-methods"]
+        r = await cors.post("/v1/samples/mh", json={"model": "gauss", "n": 1, "steps": 2},
+                            headers={"origin": "https://dash.example.com"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://dash.example.com"
+        assert "request-id" in r.headers["access-control-expose-headers"]
+        other = await cors.options("/v1/samples/mh", headers={
+            "origin": "https://evil.example.com", "access-control-request-method": "POST"})
+        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
