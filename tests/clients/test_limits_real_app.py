@@ -47,3 +47,21 @@ async def test_async_limits(toy_root: Path, tmp_path: Path) -> None:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with AsyncClient("http://test", transport=transport, max_retries=0) as sdk:
             assert (await sdk.limits.get()).jobs.max_n == 99
+
+
+def test_cli_limits_prints_requests_and_jobs_side_by_side(toy_root: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gansampler.cli import main
+
+    app = create_app(Settings(models_dir=toy_root, data_dir=tmp_path / "data", max_n=5), sink=NullSink())
+    with TestClient(app, raise_server_exceptions=False) as http:
+        argv = ["limits", "--url", "http://testserver", "--max-retries", "0"]
+        assert main(argv, transport=http._transport) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert table[0].split() == ["LIMIT", "REQUESTS", "JOBS"]
+        rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
+        assert rows["max_n"] == ["5", "65,536"] and rows["max_queued_jobs"] == ["-", "1,000"]
+        assert main([*argv, "--json"], transport=http._transport) == 0
+        assert json.loads(capsys.readouterr().out)["requests"]["max_n"] == 5

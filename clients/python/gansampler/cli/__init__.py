@@ -3,6 +3,7 @@
 ::
 
     gansampler models
+    gansampler limits
     gansampler sample digits-dcgan --sampler rep -n 64 -o out/ --seed 7 --param step_size=0.01
     gansampler job create digits-dcgan --sampler rep -n 1024 --steps 5000 --wait -o out/
     gansampler job list [--state running,queued] [--limit 20] [--all]
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 import httpx
 
 from .._constants import __version__
-from . import job, models, sample
+from . import job, limits, models, sample
 from ._common import EXIT_USAGE, global_options, run_guarded
 
 __all__ = ["build_parser", "main"]
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gansampler {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in (("models", models), ("sample", sample)):
+    for name, module in (("models", models), ("sample", sample), ("limits", limits)):
         p = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
