@@ -16,7 +16,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -64,6 +66,24 @@ def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S, process: subprocess
     raise AssertionError(f"{url} not ready after {timeout_s} s: {last}")
 
 
+@contextmanager
+def uvicorn_in_thread(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a daemon thread on a free loopback port; yields its URL once ready."""
+    sock = free_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        wait_ready(url)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+
 def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("gansampler")
     command = [exe] if exe else [sys.executable, "-m", "gansampler"]
@@ -78,19 +98,8 @@ def toy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(
         models_dir=root, data_dir=tmp_path_factory.mktemp("cli-data"), job_progress_interval_s=PROGRESS_INTERVAL_S
     )
-    app = create_app(settings, sink=NullSink())
-    sock = free_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        wait_ready(url)
+    with uvicorn_in_thread(create_app(settings, sink=NullSink())) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 def test_models_and_env_url(toy_server: str) -> None:

@@ -4,7 +4,6 @@ through them to the job's end."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import httpx
@@ -17,7 +16,7 @@ from service.api.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.engine.stats import NullSink  # noqa: E402
 from tests.api.toy_registry import build  # noqa: E402
-from tests.clients.test_cli_server import free_socket, wait_ready  # noqa: E402
+from tests.clients.test_cli_server import uvicorn_in_thread  # noqa: E402
 from tests.engine.helpers import GATE_TIMEOUT_S, Recorder  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -32,19 +31,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     settings = Settings(models_dir=root, data_dir=tmp_path_factory.mktemp("live-job-data"), max_running_jobs=1,
                         job_heartbeat_s=HEARTBEAT_S, job_progress_interval_s=0.05)
     recorder = Recorder()
-    app = create_app(settings, sink=NullSink(), observer=recorder)
-    sock = free_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        wait_ready(url)
+    with uvicorn_in_thread(create_app(settings, sink=NullSink(), observer=recorder)) as url:
         yield url, recorder
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 def test_a_queued_jobs_stream_sends_keep_alives_and_the_sdk_follows_it_to_the_end(

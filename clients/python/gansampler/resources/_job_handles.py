@@ -74,6 +74,10 @@ class _Handle:
 
     status: JobStatus
 
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(id={self.id!r}, state={self.status.state!r}, progress={self.status.progress:.2f})"
+
     @property
     def id(self) -> str:
         return self.status.id
@@ -97,9 +101,6 @@ class Job(_Handle):
     def __init__(self, client: Client, status: JobStatus) -> None:
         self._client = client
         self.status = status
-
-    def __repr__(self) -> str:
-        return f"Job(id={self.id!r}, state={self.status.state!r}, progress={self.status.progress:.2f})"
 
     def refresh(self) -> JobStatus:
         """Fetch the job's current status (``GET /v1/jobs/{id}``)."""
@@ -166,8 +167,6 @@ class AsyncJob(_Handle):
         self._client = client
         self.status = status
 
-    def __repr__(self) -> str:
-        return f"AsyncJob(id={self.id!r}, state={self.status.state!r}, progress={self.status.progress:.2f})"
 
 
     async def refresh(self) -> JobStatus:
