@@ -6,14 +6,16 @@ Pure ASGI (not ``BaseHTTPMiddleware``) so that ``request.is_disconnected()`` kee
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import TooLarge, UnsupportedMediaType, error_response
+from service.api.errors import TooLarge, UnsupportedMediaType, error_response, lookup
 from service.engine.stats import RequestStats, StatsSink
 
+log = logging.getLogger(__name__)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_TYPES = ("application/json",)
 REQUEST_ID_HEADERS = (b"request-id", b"x-request-id")
@@ -69,6 +71,8 @@ class RequestContext:
         except Exception as exc:
             if status["started"]:
                 raise
+            if lookup(exc)[0] == 500:  # a bug or an unexpected failure: the log must hold what the 500 names
+                log.error("request %s %s %s failed: %s", rid, scope["method"], scope.get("path"), exc, exc_info=exc)
             await error_response(exc, rid)(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")

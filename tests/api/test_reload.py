@@ -63,3 +63,21 @@ async def test_a_failed_reload_says_the_version_still_serves(tmp_path: Path) -> 
         after = await client.post("/v1/samples/mh", json=BODY)
         assert after.status_code == 200 and after.json()["samples"] == before["samples"]
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_an_unexpected_failure_is_a_500_whose_request_id_is_in_the_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import service.registry.calibrate as calibrate
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", "/models/gauss/1/model.toml")
+
+    monkeypatch.setattr(calibrate, "calibrate_version", read_only)
+    gauss(tmp_path / "models")
+    async with serve(tmp_path / "models", tmp_path / "data", admin_token="s3cret") as (client, _):
+        r = await client.post("/v1/admin/models/gauss/1:calibrate", headers={**AUTH, "request-id": "rid-500"})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "internal_error"
+    assert "rid-500" in r.json()["error"]["message"]
+    logged = [rec for rec in caplog.records if "rid-500" in rec.getMessage()]
+    assert logged and logged[0].levelname == "ERROR" and logged[0].exc_info is not None
+    assert "Permission denied" in logged[0].getMessage()
