@@ -70,6 +70,23 @@ def missing_module(args: argparse.Namespace) -> str | None:
     return None
 
 
+def device_problem(devices: tuple[str, ...]) -> str | None:
+    """Why a configured device cannot serve on this host (None when all can): checked before anything loads, so the
+    setting is named instead of every model failing to load."""
+    import torch
+
+    for d in devices:
+        dev = torch.device(d)
+        if dev.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if (dev.index or 0) >= count:
+                return f"device {d!r} (--device / GANSAMPLER_DEVICE) is not available: this host has {count} CUDA " \
+                       f"device{'s' if count != 1 else ''}{'' if count else ' (or this torch build has no CUDA)'}"
+        elif dev.type == "mps" and not torch.backends.mps.is_available():
+            return f"device {d!r} (--device / GANSAMPLER_DEVICE) is not available on this host"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -82,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"serve: {problem}", file=sys.stderr)
         return 2
     settings = settings_from_args(args)
+    problem = device_problem(settings.devices)
+    if problem is not None:
+        print(f"serve: {problem}", file=sys.stderr)
+        return 2
     apply_process_settings(settings)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=10,

@@ -68,3 +68,16 @@ def test_an_implementation_that_is_not_installed_is_named(monkeypatch: pytest.Mo
     assert "--loop uvloop" in err and "'uvloop' package is not installed" in err
     with pytest.raises(SystemExit):
         _args("--http", "nghttp2")  # argparse names the choices
+
+
+def test_a_device_this_host_lacks_is_a_startup_error_naming_the_setting(monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("serve must stop before starting uvicorn"))
+    monkeypatch.setattr("service.api.app.create_app", lambda settings: object())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert serve.run(_args("--device", "cuda:9")) == 2
+    err = capsys.readouterr().err
+    assert "'cuda:9'" in err and "GANSAMPLER_DEVICE" in err and "0 CUDA devices" in err
+    assert serve.device_problem(("cpu",)) is None
