@@ -85,11 +85,33 @@ def alert_operands() -> list[Query]:
     for r in rules():
         if "alert" not in r:
             continue
-        for part in split_top_level(r["expr"]):
-            part = _MODIFIERS.sub("", part.strip())
+        for part in _operands(r["expr"]):
             if SERIES_NAME.search(part) or RECORDED_NAME.search(part) or re.match(r"up\b", part):
                 out.append(Query(f"alert {r['alert']} operand", part))
     return out
+
+
+def _operands(expr: str) -> list[str]:
+    """The top-level operands of ``expr``, a parenthesised group split in turn. ``absent(...)`` is left out: it
+    returns data exactly when its series are missing, so it is empty while the alert does not fire."""
+    out = []
+    for part in split_top_level(expr):
+        part = _MODIFIERS.sub("", part.strip())
+        if _wrapped(part) and len(split_top_level(part[1:-1])) > 1:
+            out.extend(_operands(part[1:-1]))
+        elif not part.startswith("absent("):
+            out.append(part)
+    return out
+
+
+def _wrapped(part: str) -> bool:
+    """Whether ``part`` is one parenthesised group: "(a and b)", not "(a) and (b)"."""
+    depth = 0
+    for i, c in enumerate(part):
+        depth += (c == "(") - (c == ")")
+        if depth == 0 and i < len(part) - 1:
+            return False
+    return part.startswith("(") and depth == 0
 
 
 def split_top_level(expr: str) -> list[str]:
