@@ -105,13 +105,9 @@ class ModelHub:
         try:
             for reg in self.registries.values():
                 model = reg.load(name, version)
-                done.append(reg)
+                done.append(reg)  # unloaded again below if this or a later step fails
                 t0 = time.perf_counter()
-                try:
-                    self._warm_up(model)
-                except Exception as exc:
-                    reg.unload(name, version)
-                    raise RegistryError(f"{model.manifest_path}: warm-up failed: {type(exc).__name__}: {exc}") from exc
+                self._warm_up(model)
                 self._size(model)
                 self.sink.record_model_load(mid, model.load_seconds, time.perf_counter() - t0)
                 loaded.append(model)
@@ -150,10 +146,7 @@ class ModelHub:
             for reg in self.registries.values():
                 model = reg.read(name, version)
                 t0 = time.perf_counter()
-                try:
-                    self._warm_up(model)
-                except Exception as exc:
-                    raise RegistryError(f"{model.manifest_path}: warm-up failed: {type(exc).__name__}: {exc}") from exc
+                self._warm_up(model)
                 fresh.append((reg, model, time.perf_counter() - t0))
         except (ModelNotFoundError, ModelNotReadyError):
             raise
@@ -180,9 +173,13 @@ class ModelHub:
 
     @staticmethod
     def _warm_up(model: LoadedModel) -> None:
+        """One evaluation of the pair on its device; any failure as a :class:`RegistryError` naming the manifest."""
         pair = model.pair
         z = torch.randn((WARMUP_BATCH, *pair.latent_shape), generator=torch.Generator().manual_seed(0))
-        evaluate(pair, z.to(model.device), with_grad=pair.differentiable)
+        try:
+            evaluate(pair, z.to(model.device), with_grad=pair.differentiable)
+        except Exception as exc:
+            raise RegistryError(f"{model.manifest_path}: warm-up failed: {type(exc).__name__}: {exc}") from exc
 
     # --- resolution -------------------------------------------------------------------------------------------
 

@@ -94,12 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     from service.api.app import create_app
 
-    problem = missing_module(args)
-    if problem is not None:
-        print(f"serve: {problem}", file=sys.stderr)
-        return 2
     settings = settings_from_args(args)
-    problem = device_problem(settings.devices)
+    problem = missing_module(args) or device_problem(settings.devices)
     if problem is not None:
         print(f"serve: {problem}", file=sys.stderr)
         return 2

@@ -81,3 +81,26 @@ async def test_an_unexpected_failure_is_a_500_whose_request_id_is_in_the_log(
     logged = [rec for rec in caplog.records if "rid-500" in rec.getMessage()]
     assert logged and logged[0].levelname == "ERROR" and logged[0].exc_info is not None
     assert "Permission denied" in logged[0].getMessage()
+
+
+async def test_a_failing_warm_up_fails_a_load_and_leaves_a_reload_serving(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.api.hub as hub_module
+
+    gauss(tmp_path / "models")
+    gauss(tmp_path / "models", name="other")
+    async with serve(tmp_path / "models", tmp_path / "data", admin_token="s3cret") as (client, services):
+        hub = services.hub
+        hub.unload("other", 1)
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("device lost")
+
+        monkeypatch.setattr(hub_module, "evaluate", broken)
+        r = await client.post("/v1/admin/models/other/1:load", headers=AUTH)
+        assert r.status_code == 422 and "warm-up failed: RuntimeError: device lost" in r.json()["error"]["message"]
+        assert hub.entry("other@1").state == "unloaded" and "other@1" in hub.failures
+        r = await client.post("/v1/admin/models/gauss/1:reload", headers=AUTH)
+        assert r.status_code == 422 and "still serves its previous load" in r.json()["error"]["message"]
+        assert "warm-up failed" in r.json()["error"]["message"]
+        assert (await client.post("/v1/samples/mh", json=BODY)).status_code == 200
