@@ -28,10 +28,9 @@ class UnknownOptionError(SamplerParamError):
     def __init__(self, key: str, value: object, known: list[str]) -> None:
         super().__init__(key, value, f"an option of this sampler: one of {known}")
         self.known = known
-        self.args = (f"unknown option {key!r}; known: {known}",)
 
     def __str__(self) -> str:
-        return str(self.args[0])
+        return f"unknown option {self.param!r}; known: {self.known}"
 
 
 class Choice(NamedTuple):
