@@ -22,6 +22,7 @@ DEFAULT_DEVICE = "cpu"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_DATA_DIR = Path(".gansampler")
+DEFAULT_SHUTDOWN_GRACE_S = 20.0  # on SIGTERM/SIGINT: how long running requests may finish before they get a 503
 
 # Synchronous request limits.
 DEFAULT_MAX_N = 1024
@@ -82,6 +83,12 @@ class Settings(BaseSettings):
     )
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), description="comma list; empty: no auth")
     admin_token: str | None = None
+    shutdown_grace_s: float = Field(
+        default=DEFAULT_SHUTDOWN_GRACE_S, ge=0,
+        description="on SIGTERM or SIGINT the server stops taking new work and gives running requests this many "
+        "seconds to finish; what is still running then is answered 503 with Retry-After. Keep it below the "
+        "supervisor's kill timeout (docker's stop_grace_period, Kubernetes' terminationGracePeriodSeconds)",
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="comma list of browser origins allowed to call the API cross-origin (e.g. "
