@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from service.api import errors
+from service.api import docs_ui, errors
 from service.api.deps import Services
 from service.api.hub import ModelHub
 from service.api.middleware import RequestContext
@@ -104,8 +104,11 @@ def create_app(
         version=API_VERSION,
         summary="Post-hoc sampling for trained GANs: MH-GAN, REP-GAN, DDLS, DRS and SIR over a model registry.",
         lifespan=lifespan,
+        docs_url=None,  # docs_ui serves /docs and /redoc from local files (no CDN)
+        redoc_url=None,
     )
     errors.install(app)
+    docs_ui.install(app)
     for module in (samples, models, jobs, admin, health):
         app.include_router(module.router)
     app.add_middleware(RequestContext, sink=sink, max_body_bytes=settings.max_body_bytes)
