@@ -7,6 +7,7 @@ checked in ``service.api.sampling`` against :class:`service.config.Settings`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -21,8 +22,8 @@ OptionValue = str | bool | int | float | None
 MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[0-9]{1,9})?$"
 MAX_SEED = 2**63
 
-_REQUEST_EXAMPLE: Any = {
-    "model": "ring-mlp",
+_REQUEST_EXAMPLE: Any = {  # a shipped demo model, so "Try it out" in /docs works on the quick start's server
+    "model": "gaussians25",
     "n": 16,
     "seed": 7,
     "steps": 640,
@@ -46,10 +47,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+NULL_MEANS_DEFAULT = ("params", "options", "diagnostics")
+"""Fields whose JSON null means their default (the validator below); the other optional fields default to None."""
+
+
+def _request_schema(example: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """The request schema's examples, and null allowed where the server takes it as the default: a generated client
+    (or a fuzzer) reads the same contract the server enforces."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["examples"] = [example]
+        props = schema.get("properties", {})
+        for name in NULL_MEANS_DEFAULT:
+            if name in props:
+                prop = props[name]
+                keep = {k: prop.pop(k) for k in ("title", "description", "default") if k in prop}
+                props[name] = {"anyOf": [prop, {"type": "null"}], **keep}
+
+    return extra
+
+
 class SampleRequest(_Strict):
     """Body of ``POST /v1/samples/{sampler}``."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [_REQUEST_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra=_request_schema(_REQUEST_EXAMPLE))
 
     model: str = Field(pattern=MODEL_REF_PATTERN, description='"name" (latest ready version) or "name@version"')
     n: int = Field(ge=1, description="samples = chains, 1 ≤ n ≤ limits.max_n")
@@ -61,7 +82,7 @@ class SampleRequest(_Strict):
     diagnostics: DiagnosticsLevel = "summary"
     timeout_s: float | None = Field(default=None, gt=0, description="deadline, queue time included")
 
-    @field_validator("params", "options", "diagnostics", mode="before")
+    @field_validator(*NULL_MEANS_DEFAULT, mode="before")
     @classmethod
     def _null_is_the_default(cls, v: Any, info: ValidationInfo) -> Any:
         """JSON null means "the default" for every optional field, as it does for seed, steps and the rest."""
@@ -82,7 +103,7 @@ class SampleRequest(_Strict):
 class JobRequest(SampleRequest):
     """Body of ``POST /v1/jobs``: a sampling request plus its sampler."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"sampler": "mh", **_REQUEST_EXAMPLE, "n": 4096}]})
+    model_config = ConfigDict(json_schema_extra=_request_schema({"sampler": "mh", **_REQUEST_EXAMPLE, "n": 4096}))
 
     sampler: Sampler
 
@@ -160,8 +181,8 @@ class SampleResponse(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{
-            "model": "ring-mlp@1", "sampler": "mh", "seed": 7, "n": 2, "steps": 640, "output": "array",
-            "shape": [2], "samples": [[0.98, 0.02], [-0.7, 0.71]],
+            "model": "gaussians25@1", "sampler": "mh", "seed": 7, "n": 2, "steps": 640, "output": "array",
+            "shape": [2], "samples": [[1.98, -0.03], [-4.02, 2.01]],
             "diagnostics": {"acceptance_rate": 0.21, "accepted": 270, "proposals": 1280, "nonfinite": 0,
                             "calibrated": True, "exact": True, "logit_initial_mean": -0.4, "logit_final_mean": 0.6,
                             "sampler": {}},

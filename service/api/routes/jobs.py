@@ -21,6 +21,19 @@ DEFAULT_JOB_LIST_LIMIT = 50
 MAX_JOB_LIST_LIMIT = 1000
 SSE_RETRY_MS = 2000  # the reconnection delay an events stream suggests to EventSource clients
 SSE_HEARTBEAT = b": keep-alive\n\n"
+# one state or a comma list (empty items skipped): documented in the schema, checked by parse_states (clear message)
+STATE_LIST_PATTERN = "^[ ,]*(?:(?:{s}) *(?:,[ ,]*|$))*$".format(s="|".join(JOB_STATES))
+SSE_EVENT_SCHEMA: dict[str, Any] = {  # one event of the stream (OpenAPI 3.1 reads an event stream's schema per event)
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["progress"]},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"$ref": "#/components/schemas/Job"}, "description": "the job, as GET returns it"},
+        "id": {"type": "string", "description": "1, 2, ... within this stream"},
+        "retry": {"type": "integer", "description": "reconnection delay in ms, on the first event"},
+    },
+}
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)],
                    responses=ERROR_RESPONSES)
@@ -48,7 +61,9 @@ def parse_states(values: list[str]) -> frozenset[str] | None:
 @router.get("", response_model=JobList, summary="Jobs, newest first, a page at a time")
 async def list_jobs(
     services: ServicesDep,
-    state: Annotated[list[str], Query(description="only jobs in these states (repeat, or a comma list)")] = [],  # noqa: B006
+    state: Annotated[list[str], Query(description="only jobs in these states (repeat, or a comma list)",
+                                      json_schema_extra={"items": {"type": "string",
+                                                                   "pattern": STATE_LIST_PATTERN}})] = [],  # noqa: B006
     limit: Annotated[int, Query(description=f"jobs per page, 1..{MAX_JOB_LIST_LIMIT}")] = DEFAULT_JOB_LIST_LIMIT,
     cursor: Annotated[str | None, Query(description="the `next` of the previous page")] = None,
 ) -> dict[str, Any]:
@@ -85,7 +100,7 @@ async def delete_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/{job_id}/events", summary="Server-sent progress events until a terminal state",
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+            responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}}}})
 async def job_events(job_id: str, services: ServicesDep) -> StreamingResponse:
     await services.jobs.get(job_id)  # 404 before the stream starts
     return StreamingResponse(event_stream(services, job_id), media_type="text/event-stream",
