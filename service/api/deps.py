@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -19,6 +20,8 @@ from service.engine.stats import StatsSink
 from service.engine.threads import in_own_thread
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+DRAIN_POLL_S = 0.05  # how often a shutdown checks whether the running requests have finished
 
 
 @dataclass
@@ -35,6 +38,26 @@ class Services:
 
     async def wait_loaded(self) -> None:
         await self.loaded.wait()
+
+    async def drain(self, grace_s: float) -> None:
+        """A graceful shutdown's first part (SIGTERM / SIGINT, before the server closes connections): take no new
+        work (503 with Retry-After; ``/readyz`` says ``draining``), mark running jobs ``interrupted`` and end their
+        event streams, give running requests ``grace_s`` seconds to finish, then answer what is left with a 503
+        (JSON, Retry-After) by stopping the engine."""
+        self.engine.drain()
+        await self.jobs.drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        left = self.engine.in_flight()
+        if left:
+            log.info("shutting down: waiting up to %.3g s for %d running chains", grace_s, left)
+        while self.engine.in_flight() and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S)  # polls a deadline; the requests' handlers answer on their own
+        left = self.engine.in_flight()
+        if left:
+            log.warning("shutting down: %d chains still running after %.3g s (shutdown_grace_s) get a 503",
+                        left, grace_s)
+        await asyncio.to_thread(self.engine.stop)
 
     async def model_work(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` that runs the networks (load, reload, calibrate): in a thread of its own that ends with it,

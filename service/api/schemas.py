@@ -279,6 +279,7 @@ class Liveness(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     models: dict[str, str] = Field(description='id -> "ready" | "failed: ..." | "loading"')
+    draining: bool = Field(default=False, description="the server is shutting down: it takes no new work")
 
 
 class RequestLimits(BaseModel):

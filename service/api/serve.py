@@ -7,13 +7,18 @@ environment, which overrides the defaults of :mod:`service.config`.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 HELP = "serve the HTTP API (sampling, models, jobs, admin, health, metrics) over a model registry"
 DEFAULT_LOG_LEVEL = "info"
 HTTP_PARSERS = {"auto": None, "h11": "h11", "httptools": "httptools"}  # choice -> module it needs
 EVENT_LOOPS = {"auto": None, "asyncio": None, "uvloop": "uvloop"}
+SHUTDOWN_MARGIN_S = 5.0  # uvicorn's own grace beyond shutdown_grace_s: the 503s of the last requests get written
+LOCK_FILE = "server.lock"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,6 +92,77 @@ def device_problem(devices: tuple[str, ...]) -> str | None:
     return None
 
 
+class ServeError(Exception):
+    """A startup problem the operator must fix: printed as one line, exit status 2."""
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """An exclusive lock on ``data_dir`` for this process's life (the returned file; the OS drops the lock when the
+    process ends, however it ends). Two servers on one data dir would each recover the other's running jobs as
+    interrupted and run its queued jobs twice."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        f = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 (held open: it is the lock)
+    except OSError as exc:
+        raise ServeError(f"data dir {str(data_dir)!r} (--data-dir / GANSAMPLER_DATA_DIR) is not usable: "
+                         f"{exc.strerror or exc}") from None
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one server per data dir is the operator's to keep
+        return f
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        owner = f.read().strip() or "another process"
+        f.close()
+        raise ServeError(f"data dir {str(data_dir)!r} (--data-dir / GANSAMPLER_DATA_DIR) is in use by {owner}: "
+                         "one server per data dir (give this one its own)") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"gansampler-server pid {os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before any model loads: a port in use is a one-line error, not a failure after
+    minutes of loading (and, when uvicorn binds late, a crash of the threads the load started)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port} (--host / GANSAMPLER_HOST): {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port} (--host / GANSAMPLER_HOST, --port / GANSAMPLER_PORT): "
+                         f"{exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def graceful_server(config: Any, drain: Callable[[], Awaitable[None]]) -> Any:
+    """A uvicorn server that, on SIGTERM or SIGINT, first runs ``drain`` (the app stops taking work and answers what
+    does not finish within the grace with a JSON 503), then closes connections as uvicorn does, and exits 0."""
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await drain()
+            await super().shutdown(sockets)
+            # uvicorn re-raises the caught signal after serving, which ends the process with 128 + signal (143 for
+            # SIGTERM) although the shutdown completed: a supervisor would read a crash
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+    return GracefulServer(config)
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -99,8 +175,26 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"serve: {problem}", file=sys.stderr)
         return 2
+    try:
+        lock = lock_data_dir(settings.data_dir)
+        sock = bind_listener(settings.host, settings.port)
+    except ServeError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
     apply_process_settings(settings)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=10,
-                http=getattr(args, "http", "auto"), loop=getattr(args, "loop", "auto"))
+
+    async def drain() -> None:
+        services = getattr(app.state, "services", None)
+        if services is not None:
+            await services.drain(settings.shutdown_grace_s)
+
+    config = uvicorn.Config(app, log_level=args.log_level, http=getattr(args, "http", "auto"),
+                            loop=getattr(args, "loop", "auto"),
+                            timeout_graceful_shutdown=settings.shutdown_grace_s + SHUTDOWN_MARGIN_S)
+    try:
+        graceful_server(config, drain).run(sockets=[sock])
+    finally:
+        sock.close()
+        lock.close()
     return 0

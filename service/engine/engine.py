@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from service.config import DEFAULT_DEVICE_MEMORY_FRACTION, Settings
 from service.engine.admission import AdmissionController
 from service.engine.budget import StepBudget
-from service.engine.errors import Cancelled, DeadlineExceeded
+from service.engine.errors import Cancelled, DeadlineExceeded, EngineStopped
 from service.engine.stats import Gauges, NullSink, StatsSink
 from service.engine.ticket import ChainResult, Priority, Ticket, Work
 from service.engine.worker import DeviceWorker, EngineObserver, WorkerLimits
@@ -63,6 +63,7 @@ class Engine:
             for d in config.devices
         }
         self._started = False
+        self.draining = False
 
     def start(self) -> None:
         if not self._started:
@@ -80,8 +81,19 @@ class Engine:
         """The device among ``devices`` with the fewest queued + running chains."""
         return min(devices, key=lambda d: self.workers[d].load())
 
+    def drain(self) -> None:
+        """Take no new work (:class:`EngineStopped`, a 503 with Retry-After) and let what was submitted finish:
+        the first step of a graceful shutdown; :meth:`stop` then fails whatever is still running."""
+        self.draining = True
+
+    def in_flight(self) -> int:
+        """Chains submitted and not finished, over every device (queued or stepping)."""
+        return sum(w.waiting_chains + w.active_chains for w in self.workers.values())
+
     def submit(self, work: Work) -> Ticket:
         """Queue ``work`` on its device. Interactive work is admission-controlled (:class:`Overloaded`)."""
+        if self.draining:
+            raise EngineStopped()
         worker = self.workers[work.key.device]
         if work.priority == Priority.INTERACTIVE:
             self.admission.reserve(work.key, work.chain_steps)
@@ -108,6 +120,7 @@ class Engine:
         dropped at the next step.
         """
         fut = asyncio.wrap_future(ticket.future)
+        fut.add_done_callback(retrieve_outcome)  # when the caller has left, nobody else reads the ticket's outcome
         watch = asyncio.ensure_future(disconnected) if disconnected is not None else None
         try:
             timeout = None
@@ -136,3 +149,10 @@ class Engine:
         g.queued_chain_steps = self.admission.queued
         g.pool_max_rows = self.budget.limits()
         self.sink.set_gauges(g)
+
+
+def retrieve_outcome(fut: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen: a request that ended early (client gone, deadline, shutdown) leaves its
+    ticket's outcome unread, and asyncio would log "Future exception was never retrieved" for each."""
+    if not fut.cancelled():
+        fut.exception()

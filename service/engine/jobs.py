@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.config import DEFAULT_JOB_RETENTION_S, DEFAULT_RETRY_AFTER_S
-from service.engine.engine import Engine
-from service.engine.errors import Cancelled, DeadlineExceeded, Overloaded
+from service.engine.engine import Engine, retrieve_outcome
+from service.engine.errors import Cancelled, DeadlineExceeded, EngineStopped, Overloaded
 from service.engine.jobstore import TERMINAL, JobStore, iso
 from service.engine.ticket import ChainResult, Ticket, Work
 
@@ -104,6 +104,8 @@ class JobManager:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._live: dict[str, Ticket] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = asyncio.Event()  # set by drain(): event streams send the job's state once more and end
+        self._draining = False
 
     async def start(self, models_loaded: asyncio.Event | None = None) -> None:
         """Mark jobs that were running when the process died ``interrupted``; requeue the queued ones. Runners
@@ -117,7 +119,11 @@ class JobManager:
         self._tasks.append(asyncio.create_task(self._sweeper(), name="job-sweeper"))
         await self._publish()
 
-    async def stop(self) -> None:
+    async def drain(self) -> None:
+        """The start of a shutdown: start no more jobs, mark the running ones ``interrupted`` (their request and
+        seed are stored: resubmitting reproduces them), keep the queued ones for the next start, and end every
+        event stream with the job's state at that point. Idempotent."""
+        self._draining = True  # a runner whose job ends now takes no other
         for job_id, ticket in list(self._live.items()):
             self.engine.cancel(ticket, "server stopping")
             await asyncio.to_thread(self.store.set_state_if, job_id, ("running",), "interrupted",
@@ -127,6 +133,11 @@ class JobManager:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        self._tasks.clear()
+        self._closing.set()
+
+    async def stop(self) -> None:
+        await self.drain()
         await asyncio.to_thread(self.store.close)
 
     # --- API ------------------------------------------------------------------------------------------------
@@ -137,6 +148,8 @@ class JobManager:
         """Store and queue a job. TooManyQueuedJobs (429, ``Retry-After: retry_after_s``) when ``max_queued`` jobs
         are queued already, or when their chain-steps plus this job's would pass ``max_queued_steps`` (None: no
         limit; a job is always taken when none is queued)."""
+        if self._draining:
+            raise EngineStopped()
         work, _ = self.prepare(request)  # raises the API's 4xx/503 before anything is stored
         job_id = f"job_{uuid.uuid4().hex[:16]}"
         request = {**request, "seed": work.seed}
@@ -196,10 +209,11 @@ class JobManager:
     async def events(self, job_id: str, heartbeat_s: float | None = None) -> AsyncIterator[dict[str, Any] | None]:
         """The job now, then on every change (at most every progress interval), until a terminal state. With
         ``heartbeat_s``, None whenever that long passed without anything yielded (a keep-alive). Ends quietly when
-        the job is deleted meanwhile."""
+        the job is deleted meanwhile, and after one last look when the server shuts down (:meth:`drain`)."""
         clock = asyncio.get_running_loop().time
         last: dict[str, Any] | None = None
         sent = clock()
+        closing = self._closing.is_set()
         while True:
             try:
                 job = await self.get(job_id)
@@ -213,10 +227,12 @@ class JobManager:
             elif heartbeat_s is not None and clock() - sent >= heartbeat_s:
                 yield None
                 sent = clock()
-            if job["state"] in TERMINAL:
+            if job["state"] in TERMINAL or closing:
                 return
             pause = self.interval if heartbeat_s is None else min(self.interval, sent + heartbeat_s - clock())
-            await asyncio.sleep(max(pause, 0.0))  # a polling period, not synchronisation
+            with contextlib.suppress(TimeoutError):  # a polling period, cut short by a shutdown
+                await asyncio.wait_for(self._closing.wait(), max(pause, 0.0))
+            closing = self._closing.is_set()
 
     async def sweep(self, now: datetime | None = None) -> list[str]:
         """Delete the finished jobs that ended more than ``retention_s`` before ``now`` (rows, then files), and
@@ -253,8 +269,10 @@ class JobManager:
     async def _runner(self, models_loaded: asyncio.Event | None) -> None:
         if models_loaded is not None:
             await models_loaded.wait()
-        while True:
+        while not self._draining:
             job_id = await self._queue.get()
+            if self._draining:
+                return  # still queued in the store: the next start runs it
             try:
                 await self._run(job_id)
             except Exception as exc:  # never let one job stop the runner
@@ -277,10 +295,14 @@ class JobManager:
             return
         if not await asyncio.to_thread(self.store.set_state_if, job_id, ("queued",), "running"):
             return  # cancelled meanwhile
+        if self._draining:  # the server began to shut down meanwhile: leave it for the next start
+            await asyncio.to_thread(self.store.set_state_if, job_id, ("running",), "queued")
+            return
         ticket = self.engine.submit(work)
         self._live[job_id] = ticket
         await self._publish()
         fut = asyncio.wrap_future(ticket.future)
+        fut.add_done_callback(retrieve_outcome)  # a runner cancelled at shutdown leaves it unread
         while True:
             done, _ = await asyncio.wait({fut}, timeout=self.interval)
             if done:

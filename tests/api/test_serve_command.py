@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -36,17 +41,54 @@ def test_torch_threads_is_applied_and_validated(monkeypatch: pytest.MonkeyPatch)
     assert serve.settings_from_args(_args()).torch_threads == 3
 
 
-def test_http_and_loop_flags_are_passed_to_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+class FakeServer:
+    def __init__(self, config: Any, seen: dict[str, Any]) -> None:
+        self.config = config
+        self.seen = seen
 
-    seen: dict[str, object] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
-    monkeypatch.setattr("service.api.app.create_app", lambda settings: object())
+    def run(self, sockets: list[socket.socket]) -> None:
+        self.seen.update(http=self.config.http, loop=self.config.loop, sockets=sockets,
+                         grace=self.config.timeout_graceful_shutdown)
+
+
+def test_http_and_loop_flags_are_passed_to_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(serve, "graceful_server", lambda config, drain: FakeServer(config, seen))
+    monkeypatch.setattr("service.api.app.create_app", lambda settings: SimpleNamespace(state=SimpleNamespace()))
     monkeypatch.setattr(serve, "apply_process_settings", lambda settings: None)
-    assert serve.run(_args("--http", "h11", "--loop", "asyncio")) == 0
+    monkeypatch.setenv("GANSAMPLER_SHUTDOWN_GRACE_S", "7")
+    base = ("--port", "0", "--data-dir", str(tmp_path))
+    assert serve.run(_args(*base, "--http", "h11", "--loop", "asyncio")) == 0
     assert seen["http"] == "h11" and seen["loop"] == "asyncio"
-    assert serve.run(_args()) == 0
+    assert seen["grace"] == 7 + serve.SHUTDOWN_MARGIN_S
+    assert serve.run(_args(*base)) == 0
     assert seen["http"] == "auto" and seen["loop"] == "auto"
+    assert seen["sockets"][0].fileno() == -1  # closed once serving ended
+
+
+def test_a_port_in_use_and_a_data_dir_in_use_are_one_line_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(serve, "graceful_server", lambda config, drain: pytest.fail("serve must stop first"))
+    monkeypatch.setattr("service.api.app.create_app", lambda settings: pytest.fail("serve must stop first"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve.run(_args("--port", str(port), "--data-dir", str(tmp_path / "a"))) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "GANSAMPLER_PORT" in err and "in use" in err
+    held = serve.lock_data_dir(tmp_path / "b")
+    try:
+        assert serve.run(_args("--port", "0", "--data-dir", str(tmp_path / "b"))) == 2
+        err = capsys.readouterr().err
+        assert "GANSAMPLER_DATA_DIR" in err and f"pid {os.getpid()}" in err and str(tmp_path / "b") in err
+    finally:
+        held.close()
+    again = serve.lock_data_dir(tmp_path / "b")  # released with its file: the next server takes it
+    again.close()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(serve.ServeError, match="not usable"):
+        serve.lock_data_dir(tmp_path / "file")
 
 
 def test_an_implementation_that_is_not_installed_is_named(monkeypatch: pytest.MonkeyPatch,

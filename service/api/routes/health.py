@@ -17,11 +17,13 @@ async def livez() -> Liveness:
 
 
 @router.get("/readyz", response_model=Readiness, summary="200 once every model is ready or failed-and-reported",
-            responses={503: {"model": Readiness, "description": "still loading, or no model ready"}})
+            responses={503: {"model": Readiness, "description": "still loading, no model ready, or shutting down"}})
 async def readyz(services: ServicesDep) -> JSONResponse:
     ready, models = services.hub.readiness()
-    ready = ready and services.loaded.is_set()
-    return JSONResponse(Readiness(ready=ready, models=models).model_dump(), status_code=200 if ready else 503)
+    draining = services.engine.draining  # a load balancer stops sending work here while running requests finish
+    ready = ready and services.loaded.is_set() and not draining
+    return JSONResponse(Readiness(ready=ready, models=models, draining=draining).model_dump(),
+                        status_code=200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus text format", response_class=Response)
