@@ -9,13 +9,17 @@ stated; jobs have their own, larger ones. Examples::
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "GANSAMPLER_"
+CLIENT_ENV = frozenset({"GANSAMPLER_URL", "GANSAMPLER_API_KEY"})  # the SDK's and CLI's, not the server's
 
 DEFAULT_MODELS_DIR = Path("models")
 DEFAULT_DEVICE = "cpu"
@@ -161,10 +165,32 @@ class Settings(BaseSettings):
 
     @field_validator("device", "api_keys", "cors_origins", mode="before")
     @classmethod
-    def _split_comma_list(cls, v: object) -> object:
+    def _split_comma_list(cls, v: object, info: ValidationInfo) -> object:
         if isinstance(v, str):
-            return tuple(s.strip() for s in v.split(",") if s.strip())
+            items = tuple(s.strip() for s in v.split(",") if s.strip())
+            if info.field_name == "api_keys" and v.strip() and not items:  # " , ": keys meant, none given
+                raise ValueError(f"api_keys lists no key in {v!r}; leave it empty to serve without authentication")
+            return items
         return v
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, v: object) -> object:
+        """An empty token (``GANSAMPLER_ADMIN_TOKEN=`` or compose's ``${VAR:-}``) leaves the admin API off."""
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> Settings:
+        """Limits that would contradict each other: requests that pass one limit and can never pass the other."""
+        if self.default_timeout_s > self.max_timeout_s:
+            raise ValueError(f"GANSAMPLER_DEFAULT_TIMEOUT_S={self.default_timeout_s:g} must be <= "
+                             f"GANSAMPLER_MAX_TIMEOUT_S={self.max_timeout_s:g} (requests without timeout_s would run "
+                             "past the maximum)")
+        if self.max_queue_chain_steps < self.max_chain_steps:
+            raise ValueError(f"GANSAMPLER_MAX_QUEUE_CHAIN_STEPS={self.max_queue_chain_steps} must be >= "
+                             f"GANSAMPLER_MAX_CHAIN_STEPS={self.max_chain_steps} (a request within the second could "
+                             "never be admitted: 429 forever)")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -181,3 +207,45 @@ class Settings(BaseSettings):
     @property
     def devices(self) -> tuple[str, ...]:
         return self.device
+
+
+class ConfigError(ValueError):
+    """Settings the server cannot start with; the message names each variable or flag, its value and the rule."""
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """``GANSAMPLER_*`` variables that are no setting (typos: a limit that silently does not apply), each with the
+    closest names."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    problems = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known and name not in CLIENT_ENV:
+            close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else f"; settings: {ENV_PREFIX}<field> (docs)"
+            problems.append(f"{name} is not a gansampler-server setting{hint}")
+    return problems
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, flags: Mapping[str, str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment and ``overrides`` (command-line values by field), or a :class:`ConfigError`
+    whose lines name the flag (``flags``: field -> flag) or the variable, the value and what is wrong."""
+    env = os.environ if environ is None else environ
+    problems = unknown_env(env)
+    try:
+        settings = Settings(**dict(overrides or {}))
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            var = ENV_PREFIX + field.upper()
+            if field and overrides and field in overrides:
+                where = f"{(flags or {}).get(field, field)} {overrides[field]!r}"
+            elif var in env:
+                where = f"{var}={env[var]!r}"
+            else:
+                where = field
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings

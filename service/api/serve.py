@@ -36,16 +36,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="event loop (default: auto = uvloop when installed, else asyncio)")
 
 
+FLAGS = {"models_dir": "--models", "host": "--host", "port": "--port", "device": "--device",
+         "data_dir": "--data-dir", "torch_threads": "--torch-threads"}  # setting -> the serve flag that sets it
+
+
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from service.config import Settings
+    """The settings, or a ConfigError naming each flag or GANSAMPLER_* variable that is wrong (or unknown)."""
+    from service.config import load_settings
 
     overrides: dict[str, Any] = {}
-    for flag, field in (("models", "models_dir"), ("host", "host"), ("port", "port"), ("device", "device"),
-                        ("data_dir", "data_dir"), ("torch_threads", "torch_threads")):
-        value = getattr(args, flag, None)
+    for field, flag in FLAGS.items():
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"), None)
         if value is not None:
             overrides[field] = value
-    return Settings(**overrides)
+    return load_settings(overrides, FLAGS)
 
 
 def apply_process_settings(settings: Any) -> None:
@@ -169,8 +173,14 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.app import create_app
+    from service.config import ConfigError
 
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"serve: {line}", file=sys.stderr)
+        return 2
     problem = missing_module(args) or device_problem(settings.devices)
     if problem is not None:
         print(f"serve: {problem}", file=sys.stderr)

@@ -103,7 +103,8 @@ async def test_short_requests_finish_while_a_long_one_runs(toy_models: Path, tmp
 
 async def test_overload_is_429_with_retry_after(toy_models: Path, tmp_path: Path) -> None:
     rec = Recorder()
-    async with serve(toy_models, tmp_path, observer=rec, max_queue_chain_steps=100, **SINGLE_STEPS) as (client, services):
+    async with serve(toy_models, tmp_path, observer=rec, max_queue_chain_steps=100, max_chain_steps=100,
+                     **SINGLE_STEPS) as (client, services):
         rec.hold(lambda ev: True)
         first = post(client, "mh", {"model": "gauss", "n": 4, "steps": 20})  # 80 chain-steps
         await wait(rec.held)

@@ -35,7 +35,7 @@ def test_torch_threads_is_applied_and_validated(monkeypatch: pytest.MonkeyPatch)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    with pytest.raises(ValueError, match="torch_threads"):
+    with pytest.raises(ValueError, match="--torch-threads 0"):
         serve.settings_from_args(_args("--torch-threads", "0"))
     monkeypatch.setenv("GANSAMPLER_TORCH_THREADS", "3")
     assert serve.settings_from_args(_args()).torch_threads == 3

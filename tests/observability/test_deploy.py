@@ -219,3 +219,15 @@ def test_readme_lists_every_series() -> None:
                 if not n.endswith(("_bucket", "_sum", "_count", "_created"))}
     for name in sorted(families | {n.removesuffix("_bucket") for n in exported_names() if n.endswith("_bucket")}):
         assert re.search(rf"`{name}(_total)?", text), f"{path} does not list {name}"
+
+
+def test_compose_gives_the_server_its_whole_shutdown_grace() -> None:
+    """docker stops a container with SIGKILL after stop_grace_period (10 s by default): it must outlast the server's
+    shutdown_grace_s, or running requests are cut off instead of answered."""
+    from service.config import Settings
+
+    server = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["gansampler"]
+    period = server["stop_grace_period"]
+    assert period.endswith("s")
+    grace = float(server["environment"].get("GANSAMPLER_SHUTDOWN_GRACE_S", Settings().shutdown_grace_s))
+    assert float(period[:-1]) >= grace + 5
