@@ -87,7 +87,10 @@ def create_app(
                 await services.model_work(hub.start)
             finally:
                 services.loaded.set()
-                engine.gauges.models_ready = {m: s == "ready" for m, s in hub.readiness()[1].items()}
+                states = hub.readiness()[1]
+                ready = sorted(m for m, s in states.items() if s == "ready")
+                log.info("ready: %d of %d models (%s)", len(ready), len(states), ", ".join(ready) or "none")
+                engine.gauges.models_ready = {m: s == "ready" for m, s in states.items()}
                 engine.gauges.device_memory_bytes = hub.memory()
                 engine.publish_gauges()
 

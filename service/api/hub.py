@@ -109,7 +109,10 @@ class ModelHub:
                 t0 = time.perf_counter()
                 self._warm_up(model)
                 self._size(model)
-                self.sink.record_model_load(mid, model.load_seconds, time.perf_counter() - t0)
+                warm_s = time.perf_counter() - t0
+                self.sink.record_model_load(mid, model.load_seconds, warm_s)
+                log.info("model %s loaded on %s in %.2f s (warm-up %.2f s)", mid, model.device, model.load_seconds,
+                         warm_s)
                 loaded.append(model)
         except RegistryError as exc:
             self.failures[mid] = str(exc)

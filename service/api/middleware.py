@@ -13,6 +13,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import TooLarge, UnsupportedMediaType, error_response, lookup
+from service.api.logs import log_access
 from service.engine.stats import RequestStats, StatsSink
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ class RequestContext:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             queue_s = scope.get("state", {}).get("queue_s")
-            self.sink.record_request(RequestStats(template, int(status["code"]), time.perf_counter() - t0, queue_s))
+            took = time.perf_counter() - t0
+            self.sink.record_request(RequestStats(template, int(status["code"]), took, queue_s))
+            log_access("HEAD" if head else scope["method"], path, int(status["code"]), took, rid)
 
     def _check_body_headers(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
         if scope["method"] not in BODY_METHODS:

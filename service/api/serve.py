@@ -7,6 +7,7 @@ environment, which overrides the defaults of :mod:`service.config`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.app import create_app
+    from service.api.logs import log_config
     from service.config import ConfigError
 
     try:
@@ -200,8 +202,14 @@ def run(args: argparse.Namespace) -> int:
             await services.drain(settings.shutdown_grace_s)
 
     config = uvicorn.Config(app, log_level=args.log_level, http=getattr(args, "http", "auto"),
-                            loop=getattr(args, "loop", "auto"),
-                            timeout_graceful_shutdown=settings.shutdown_grace_s + SHUTDOWN_MARGIN_S)
+                            loop=getattr(args, "loop", "auto"), log_config=log_config(args.log_level),
+                            access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s + SHUTDOWN_MARGIN_S)
+    host, port = sock.getsockname()[:2]
+    logging.getLogger(__name__).info(
+        "listening on http://%s:%d (models %s, device %s, data dir %s, API keys %s, admin API %s)",
+        f"[{host}]" if ":" in host else host, port, settings.models_dir, ",".join(settings.devices),
+        settings.data_dir, f"on ({len(settings.api_keys)})" if settings.api_keys else "off (no auth)",
+        "on" if settings.admin_token else "off")
     try:
         graceful_server(config, drain).run(sockets=[sock])
     finally:

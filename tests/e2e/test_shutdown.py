@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,3 +86,7 @@ def test_sigterm_answers_running_work_and_exits_cleanly(tmp_path: Path) -> None:
     assert rc == 0, log[-3000:]
     assert took < EXIT_WITHIN_S, (took, log[-3000:])
     assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
+    # the log says what was served and how it ended, each line with a time, a level and the request id
+    assert "INFO service.api.app: ready: 3 of 3 models" in log
+    assert "WARNING service.api.deps: shutting down:" in log
+    assert re.search(r"INFO service\.access: POST /v1/samples/mh 503 [\d.]+ ms request-id=\w+", log), log[-3000:]
