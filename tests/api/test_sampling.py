@@ -175,19 +175,19 @@ async def test_readyz_follows_an_upgrade_by_load_and_unload(tmp_path: Path) -> N
         assert r.status_code == 200 and r.json()["models"] == {"gauss@1": "ready", "gauss@2": "ready"}
         assert (await client.post("/v1/admin/models/gauss/1:unload", headers=auth)).status_code == 200
         r = await client.get("/readyz")
-        assert r.status_code == 200 and r.json() == {"ready": True, "models": {"gauss@2": "ready"}}
+        assert r.status_code == 200 and r.json() == {"ready": True, "models": {"gauss@2": "ready"}, "draining": False}
         metrics = (await client.get("/metrics")).text
         assert 'gansampler_model_ready{model="gauss@2"} 1.0' in metrics and 'model="gauss@1"' not in metrics.split(
             "gansampler_model_ready", 1)[1].split("# HELP", 1)[0]
         assert (await client.post("/v1/admin/models/gauss/2:unload", headers=auth)).status_code == 200
         r = await client.get("/readyz")  # nothing left to serve: not ready
-        assert r.status_code == 503 and r.json() == {"ready": False, "models": {}}
+        assert r.status_code == 503 and r.json() == {"ready": False, "models": {}, "draining": False}
 
 
 async def test_readyz_is_503_when_no_model_is_ready(tmp_path: Path) -> None:
     async with serve(tmp_path / "empty", tmp_path / "data") as (client, _):
         r = await client.get("/readyz")
-        assert r.status_code == 503 and r.json() == {"ready": False, "models": {}}
+        assert r.status_code == 503 and r.json() == {"ready": False, "models": {}, "draining": False}
         assert (await client.get("/livez")).status_code == 200
 
 

@@ -213,10 +213,12 @@ class ModelInfo(_Model):
 
 class Readiness(_Model):
     """``GET /readyz``: ``ready`` once every model is ready or failed-and-reported and one is ready;
-    ``models``: id → ``"ready" | "failed: ..." | "loading"``."""
+    ``models``: id → ``"ready" | "failed: ..." | "loading"``; ``draining``: the server is shutting down and takes no
+    new work (older servers do not send it: False)."""
 
     ready: bool
     models: dict[str, str] = Field(default_factory=dict)
+    draining: bool = False
 
 
 class RequestLimits(_Model):
