@@ -7,7 +7,10 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -37,44 +40,47 @@ class Gate(EngineObserver):
         time.sleep(STEP_S)  # stands in for a network's compute
 
 
-async def test_a_request_running_past_the_grace_gets_a_json_503(toy_models: Path, tmp_path: Path) -> None:
+@asynccontextmanager
+async def gated(models: Path, data: Path, steps: int, **overrides: Any) -> AsyncIterator[tuple[Any, ...]]:
+    """An app whose engine holds at its first step, with an mh request of ``steps`` steps running in it; yields
+    (client, services, gate, the request's task)."""
     gate = Gate()
-    async with running_app(toy_models, tmp_path / "data", observer=gate, **ONE_STEP) as (app, services):
+    async with running_app(models, data, observer=gate, **ONE_STEP, **overrides) as (app, services):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            running = asyncio.create_task(client.post("/v1/samples/mh", json={"model": "gauss", "n": 8, "steps": 50}))
+            running = asyncio.create_task(client.post("/v1/samples/mh", json={"model": "gauss", "n": 8, "steps": steps}))
             assert await asyncio.to_thread(gate.stepped.wait, WAIT_S)
-            drain = asyncio.create_task(services.drain(GRACE_S))
-            while not services.engine.draining:
-                await asyncio.sleep(0)
-            ready = await client.get("/readyz")
-            assert ready.status_code == 503 and ready.json()["draining"] is True
-            new = await asyncio.wait_for(client.post("/v1/samples/raw", json={"model": "gauss", "n": 2}), REFUSE_S)
-            assert new.status_code == 503 and new.headers["retry-after"] == "1"
-            assert "shutting down" in new.json()["error"]["message"]
-            job = await asyncio.wait_for(client.post("/v1/jobs", json={"sampler": "raw", "model": "gauss", "n": 2}),
-                                         REFUSE_S)
-            assert job.status_code == 503
-            await asyncio.sleep(GRACE_S)
-            gate.open.set()  # the grace is over: the step in progress ends, and the engine fails what is left
-            await drain
-            r = await running
+            yield client, services, gate, running
+
+
+async def test_a_request_running_past_the_grace_gets_a_json_503(toy_models: Path, tmp_path: Path) -> None:
+    async with gated(toy_models, tmp_path / "data", 50) as (client, services, gate, running):
+        drain = asyncio.create_task(services.drain(GRACE_S))
+        while not services.engine.draining:
+            await asyncio.sleep(0)
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["draining"] is True
+        new = await asyncio.wait_for(client.post("/v1/samples/raw", json={"model": "gauss", "n": 2}), REFUSE_S)
+        assert new.status_code == 503 and new.headers["retry-after"] == "1"
+        assert "shutting down" in new.json()["error"]["message"]
+        job = await asyncio.wait_for(client.post("/v1/jobs", json={"sampler": "raw", "model": "gauss", "n": 2}),
+                                     REFUSE_S)
+        assert job.status_code == 503
+        await asyncio.sleep(GRACE_S)
+        gate.open.set()  # the grace is over: the step in progress ends, and the engine fails what is left
+        await drain
+        r = await running
     assert r.status_code == 503, r.text
     assert r.headers["content-type"] == "application/json" and r.headers["retry-after"] == "1"
     assert r.json()["error"]["message"] == "the sampling engine is shutting down"
 
 
 async def test_a_request_that_finishes_within_the_grace_is_answered(toy_models: Path, tmp_path: Path) -> None:
-    gate = Gate()
-    async with running_app(toy_models, tmp_path / "data", observer=gate, **ONE_STEP) as (app, services):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            running = asyncio.create_task(client.post("/v1/samples/mh", json={"model": "gauss", "n": 8, "steps": 5}))
-            assert await asyncio.to_thread(gate.stepped.wait, WAIT_S)
-            drain = asyncio.create_task(services.drain(WAIT_S))
-            gate.open.set()
-            r = await running
-            await asyncio.wait_for(drain, WAIT_S)  # returns once nothing runs, not after the whole grace
+    async with gated(toy_models, tmp_path / "data", 5) as (_, services, gate, running):
+        drain = asyncio.create_task(services.drain(WAIT_S))
+        gate.open.set()
+        r = await running
+        await asyncio.wait_for(drain, WAIT_S)  # returns once nothing runs, not after the whole grace
     assert r.status_code == 200, r.text
 
 

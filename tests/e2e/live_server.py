@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -27,6 +28,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(url: str, proc: subprocess.Popen[Any], timeout_s: float) -> None:
+    """Return once ``url``'s ``/readyz`` answers 200; fail with the server's output if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(out.decode() if isinstance(out, bytes) else out or "server exited")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server not ready in time"
+        time.sleep(0.2)  # polling a separate process for readiness
+
+
 @contextmanager
 def serve_process(
     models: Path, data_dir: Path, env: Mapping[str, str], cwd: Path, start_timeout_s: float, stop_timeout_s: float
@@ -38,17 +55,8 @@ def serve_process(
            "--data-dir", str(data_dir), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + start_timeout_s
     try:
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "server exited"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in time"
-            time.sleep(0.2)  # polling a separate process for readiness
+        wait_ready(url, proc, start_timeout_s)
         yield url, proc
     finally:
         proc.send_signal(signal.SIGINT)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # tests/e2e has no __init__.py
     sys.path.insert(0, str(ROOT))
 
-from tests.e2e.live_server import free_port, server_command  # noqa: E402
+from tests.e2e.live_server import free_port, server_command, wait_ready  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -41,16 +41,7 @@ def test_sigterm_answers_running_work_and_exits_cleanly(tmp_path: Path) -> None:
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in time"
-            time.sleep(0.2)  # polling a separate process for readiness
+        wait_ready(url, proc, START_TIMEOUT_S)
         seen: dict[str, Any] = {}
         job = httpx.post(f"{url}/v1/jobs", json=JOB, timeout=30).json()["id"]
         events_open = threading.Event()
