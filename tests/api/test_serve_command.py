@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -51,6 +53,22 @@ class FakeServer:
                          grace=self.config.timeout_graceful_shutdown)
 
 
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """``serve.run`` configures the process's logging (uvicorn applies its log_config): undo that for the tests that
+    follow, whose caplog reads the service's records through the root logger."""
+    names = ("service", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {n: (lg.handlers[:], lg.level, lg.propagate, lg.disabled)
+             for n in names for lg in [logging.getLogger(n)]}
+    yield
+    for n, (handlers, level, propagate, disabled) in saved.items():
+        lg = logging.getLogger(n)
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate, lg.disabled = propagate, disabled
+
+
+@pytest.mark.usefixtures("logging_restored")
 def test_http_and_loop_flags_are_passed_to_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr(serve, "graceful_server", lambda config, drain: FakeServer(config, seen))
