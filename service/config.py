@@ -10,16 +10,24 @@ stated; jobs have their own, larger ones. Examples::
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "GANSAMPLER_"
-CLIENT_ENV = frozenset({"GANSAMPLER_URL", "GANSAMPLER_API_KEY"})  # the SDK's and CLI's, not the server's
+# The SDK's and CLI's own variables (clients/python/gansampler/_constants.py ENV_*), not the server's: allowed in the
+# server's environment, where a shell or an env file may hold both. Keep in step with the SDK (a test checks).
+ENV_API_KEY = "GANSAMPLER_API_KEY"
+CLIENT_ENV = frozenset({"GANSAMPLER_URL", ENV_API_KEY})
+# serve's flags for the settings they set (field -> flag), so errors name the flag a value came from
+SERVE_FLAGS = {"models_dir": "--models", "host": "--host", "port": "--port", "device": "--device",
+               "data_dir": "--data-dir", "torch_threads": "--torch-threads"}
 
 DEFAULT_MODELS_DIR = Path("models")
 DEFAULT_DEVICE = "cpu"
@@ -169,7 +177,8 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             items = tuple(s.strip() for s in v.split(",") if s.strip())
             if info.field_name == "api_keys" and v.strip() and not items:  # " , ": keys meant, none given
-                raise ValueError(f"api_keys lists no key in {v!r}; leave it empty to serve without authentication")
+                raise ValueError("lists no key, only commas and blanks: give at least one key, or leave it empty to "
+                                 "serve without authentication")
             return items
         return v
 
@@ -182,14 +191,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _limits_agree(self) -> Settings:
         """Limits that would contradict each other: requests that pass one limit and can never pass the other."""
-        if self.default_timeout_s > self.max_timeout_s:
-            raise ValueError(f"GANSAMPLER_DEFAULT_TIMEOUT_S={self.default_timeout_s:g} must be <= "
-                             f"GANSAMPLER_MAX_TIMEOUT_S={self.max_timeout_s:g} (requests without timeout_s would run "
-                             "past the maximum)")
-        if self.max_queue_chain_steps < self.max_chain_steps:
-            raise ValueError(f"GANSAMPLER_MAX_QUEUE_CHAIN_STEPS={self.max_queue_chain_steps} must be >= "
-                             f"GANSAMPLER_MAX_CHAIN_STEPS={self.max_chain_steps} (a request within the second could "
-                             "never be admitted: 429 forever)")
+        found = contradictions(self)
+        if found:
+            raise LimitsContradict(found)
         return self
 
     @field_validator("device")
@@ -208,44 +212,179 @@ class Settings(BaseSettings):
     def devices(self) -> tuple[str, ...]:
         return self.device
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """:func:`load_settings` reads the environment it is given (tests pass a dict) instead of ``os.environ``."""
+        environ = _ENVIRON.get()
+        if environ is not None:
+            env_settings = _MappingEnvSource(settings_cls, environ)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
 
 class ConfigError(ValueError):
     """Settings the server cannot start with; the message names each variable or flag, its value and the rule."""
 
 
+class Contradiction(NamedTuple):
+    """Two settings whose values rule each other out: ``low`` must be <= ``high``; ``why`` says what would break."""
+
+    low: str
+    high: str
+    why: str
+    low_value: object
+    high_value: object
+
+
+def contradictions(s: Settings) -> list[Contradiction]:
+    """Pairs of limits that contradict each other (a request within one can never pass the other), not matters of
+    taste: jobs' limits below the requests' ones are allowed (jobs are a separate route with their own limits)."""
+    found = []
+    if s.default_timeout_s > s.max_timeout_s:
+        found.append(Contradiction("default_timeout_s", "max_timeout_s",
+                                   "requests without timeout_s would run past the maximum",
+                                   s.default_timeout_s, s.max_timeout_s))
+    if s.max_chain_steps > s.max_queue_chain_steps:
+        found.append(Contradiction("max_chain_steps", "max_queue_chain_steps",
+                                   "a request within max_chain_steps could never be admitted",
+                                   s.max_chain_steps, s.max_queue_chain_steps))
+    return found
+
+
+class LimitsContradict(ValueError):
+    def __init__(self, found: list[Contradiction]) -> None:
+        super().__init__("; ".join(f"{c.low} must be <= {c.high} ({c.why})" for c in found))
+        self.found = found
+
+
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("gansampler_settings_environ", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ`` (same parsing)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self.case_sensitive:
+            return dict(self._environ)
+        return {k.lower(): v for k, v in self._environ.items()}
+
+
 def unknown_env(environ: Mapping[str, str]) -> list[str]:
     """``GANSAMPLER_*`` variables that are no setting (typos: a limit that silently does not apply), each with the
-    closest names."""
-    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    closest names. An error, not a warning: the prefix is the server's, so an unknown name is a typo or a renamed
+    setting; the SDK's and CLI's own variables (:data:`CLIENT_ENV`) are allowed, a shell may hold both."""
+    fields = sorted(name.upper() for name in Settings.model_fields)
     problems = []
     for name in sorted(environ):
-        if name.startswith(ENV_PREFIX) and name not in known and name not in CLIENT_ENV:
-            close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(close)}?" if close else f"; settings: {ENV_PREFIX}<field> (docs)"
+        upper = name.upper()  # pydantic-settings reads names case-insensitively
+        if upper.startswith(ENV_PREFIX) and upper.removeprefix(ENV_PREFIX) not in fields and upper not in CLIENT_ENV:
+            close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), fields, n=2, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(ENV_PREFIX + c for c in close)}?" if close else \
+                "; the settings are GANSAMPLER_<field> for each field of service/config.py (README: Operating it)"
             problems.append(f"{name} is not a gansampler-server setting{hint}")
     return problems
 
 
-def load_settings(overrides: Mapping[str, Any] | None = None, flags: Mapping[str, str] | None = None,
+def data_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) the data dir, from a look at the file system (nothing is created);
+    None when it looks usable. Serve's lock on the data dir still reports what only creating it shows."""
+    path = path.absolute()
+    if path.exists():
+        if not path.is_dir():
+            return "is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    parent = next(p for p in path.parents if p.exists())  # the root always exists
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is not a directory"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot be created: {parent} is not writable"
+
+
+# pydantic's error types -> the rule in a few words (the bound from the error's context)
+_RULES: dict[str, str] = {
+    "greater_than_equal": "must be >= {ge}", "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}", "less_than": "must be < {lt}",
+    "int_parsing": "must be an integer", "int_from_float": "must be an integer", "int_type": "must be an integer",
+    "float_parsing": "must be a number", "float_type": "must be a number",
+    "bool_parsing": "must be true or false (or 1/0, yes/no, on/off)", "bool_type": "must be true or false",
+}
+
+
+def _rule(err: Mapping[str, Any]) -> str:
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    if kind in _RULES:
+        try:
+            return _RULES[kind].format(**{k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()})
+        except (KeyError, IndexError):
+            pass
+    if kind == "value_error" and ctx.get("error") is not None:
+        return str(ctx["error"])
+    return str(err.get("msg", "invalid"))
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if text and text.isprintable() and not any(c.isspace() for c in text) else repr(text)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, flags: Mapping[str, str] | None = None, *,
                   environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the environment and ``overrides`` (command-line values by field), or a :class:`ConfigError`
-    whose lines name the flag (``flags``: field -> flag) or the variable, the value and what is wrong."""
+    """Settings from ``environ`` (default ``os.environ``) and ``overrides`` (command-line values by field, which win),
+    or a :class:`ConfigError` with one line per problem naming the flag (``flags``: field -> flag, default serve's
+    :data:`SERVE_FLAGS`) or the ``GANSAMPLER_*`` variable, the value and the rule: bad values, unknown variables,
+    limits that contradict each other, an unusable data dir."""
     env = os.environ if environ is None else environ
+    over = dict(overrides or {})
+    flag_of = SERVE_FLAGS if flags is None else flags
+    as_set = {k.upper(): k for k in env}  # the name as the environment spells it
+
+    def named(field: str, value: object = None, *, resolved: bool = False) -> str:
+        """``--flag value`` or ``GANSAMPLER_X=value``; a value from neither is the default (``resolved``: shown)."""
+        var = ENV_PREFIX + field.upper()
+        if field in over:
+            return f"{flag_of.get(field, field)} {_shown(over[field])}"
+        if var in as_set:
+            return f"{as_set[var]}={_shown(env[as_set[var]])}"
+        return f"{var}={_shown(f'{value:g}' if isinstance(value, float) else value)} (default)" if resolved else var
+
     problems = unknown_env(env)
+    if ENV_API_KEY in as_set and ENV_PREFIX + "API_KEYS" not in as_set:  # one letter from the server's setting
+        logging.getLogger(__name__).warning(
+            "%s is the SDK's and CLI's key, not the server's: this server's keys are %sAPI_KEYS (unset: no auth)",
+            as_set[ENV_API_KEY], ENV_PREFIX)
+    token = _ENVIRON.set(env)
+    settings = None
     try:
-        settings = Settings(**dict(overrides or {}))
+        settings = Settings(**over)
     except ValidationError as exc:
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else ""
-            var = ENV_PREFIX + field.upper()
-            if field and overrides and field in overrides:
-                where = f"{(flags or {}).get(field, field)} {overrides[field]!r}"
-            elif var in env:
-                where = f"{var}={env[var]!r}"
+            error = (err.get("ctx") or {}).get("error")
+            if isinstance(error, LimitsContradict):
+                for c in error.found:
+                    low, high = named(c.low, c.low_value, resolved=True), named(c.high, c.high_value, resolved=True)
+                    if low.endswith("(default)"):  # name the one that was set first
+                        problems.append(f"{high} must be >= {low}: {c.why}")
+                    else:
+                        problems.append(f"{low} must be <= {high}: {c.why}")
+            elif err["type"] == "extra_forbidden":
+                problems.append(f"{field!r} is not a setting (known: {', '.join(Settings.model_fields)})")
+            elif field:
+                problems.append(f"{named(field)}: {_rule(err)}")
             else:
-                where = field
-            message = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if where else message)
+                problems.append(_rule(err))
+    finally:
+        _ENVIRON.reset(token)
+    if settings is not None and (why := data_dir_problem(settings.data_dir)) is not None:
+        problems.append(f"{named('data_dir')}: data dir {why}")
     if problems:
         raise ConfigError("\n".join(problems))
+    assert settings is not None
     return settings
