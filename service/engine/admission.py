@@ -2,7 +2,8 @@
 
 Synchronous requests reserve their cost when submitted and give it back as their chains step (and the rest when
 they finish or are dropped). When ``queued + cost`` would exceed the limit the request is refused with
-:class:`Overloaded`, whose ``retry_after`` is the time the engine needs to run the excess.
+:class:`Overloaded`, whose ``retry_after`` is the time the engine needs to run the excess; a request whose cost
+alone exceeds the limit could never be admitted, and is refused with :class:`TooLargeToAdmit` (413) instead.
 
 That time is estimated from the work actually queued, pool by pool: each pool key has its own throughput (chain-
 steps per second of stepping, an EMA over its steps), a device worker steps its pools in turn, and devices run
@@ -17,7 +18,7 @@ import math
 import threading
 from collections import OrderedDict
 
-from service.engine.errors import Overloaded
+from service.engine.errors import Overloaded, TooLargeToAdmit
 from service.engine.ticket import PoolKey
 
 THROUGHPUT_EMA = 0.2  # weight of the newest measurement in a pool's chain-steps/s estimate
@@ -46,7 +47,10 @@ class AdmissionController:
         return self._queued
 
     def reserve(self, key: PoolKey, cost: int) -> None:
-        """Reserve ``cost`` chain-steps on ``key``'s pool or raise :class:`Overloaded` (nothing reserved then)."""
+        """Reserve ``cost`` chain-steps on ``key``'s pool or raise :class:`Overloaded` (nothing reserved then), or
+        :class:`TooLargeToAdmit` when ``cost`` alone exceeds the limit (retrying cannot help)."""
+        if cost > self.limit:
+            raise TooLargeToAdmit(cost, self.limit)
         with self._lock:
             if self._queued + cost > self.limit:
                 excess = self._queued + cost - self.limit

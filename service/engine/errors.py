@@ -2,6 +2,7 @@
 
 EngineError
 ├── Overloaded          admission queue full (chain-steps); carries ``retry_after`` seconds        -> 429
+├── TooLargeToAdmit     one request's chain-steps alone exceed the queue's limit: never admitted   -> 413
 ├── DeadlineExceeded    the request's deadline passed (queue time included); its chains dropped    -> 504
 ├── Cancelled           the client went away or the job was cancelled; its chains dropped          -> 499
 ├── ModelFailed         the model raised while its pool stepped; only that pool's requests fail    -> 500
@@ -25,6 +26,21 @@ class Overloaded(EngineError):
         self.cost = cost
         self.limit = limit
         self.retry_after = retry_after
+
+
+class TooLargeToAdmit(EngineError):
+    """A request whose cost alone exceeds ``max_queue_chain_steps``: no wait can admit it, so not a 429 (which
+    clients retry) but a 413 naming the limit."""
+
+    param = "steps"  # the request field to lower (n × steps), as for the per-request chain-steps limit
+
+    def __init__(self, cost: int, limit: int) -> None:
+        super().__init__(
+            f"{cost} chain-steps requested (n × steps) exceeds max_queue_chain_steps={limit}, the most the server "
+            "queues at once: it can never be admitted; lower n or steps, or run it as a job (POST /v1/jobs)"
+        )
+        self.cost = cost
+        self.limit = limit
 
 
 class DeadlineExceeded(EngineError):

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from service.engine.admission import INITIAL_THROUGHPUT, MAX_RETRY_AFTER_S, AdmissionController
-from service.engine.errors import Overloaded
+from service.engine.errors import Overloaded, TooLargeToAdmit
 from service.engine.ticket import PoolKey
 
 SLOW = PoolKey("digits@1", "rep", (), "cpu")
@@ -63,7 +63,9 @@ def test_release_by_key_empties_the_queue_and_the_estimate() -> None:
     a.release(SLOW, 200)
     assert a.queued == 0
     assert a.drain_rate() == 0.0
-    assert refused(a, SLOW, 2_000).retry_after == 2  # nothing queued: the configured minimum
+    a.observe(FAST, 10**6, 1.0)
+    a.reserve(FAST, 100)
+    assert refused(a, SLOW, 950).retry_after == 2  # 50 over, drained in well under a second: the configured minimum
 
 
 def test_an_unmeasured_pool_uses_the_initial_rate_and_a_reload_keeps_its_pool_rate() -> None:
@@ -80,3 +82,19 @@ def test_retry_after_is_capped() -> None:
     a.observe(SLOW, 1, 1.0)
     a.reserve(SLOW, 10**9)
     assert refused(a, SLOW, 10**6).retry_after == MAX_RETRY_AFTER_S
+
+
+def test_a_request_larger_than_the_whole_queue_is_too_large_not_overloaded() -> None:
+    """Retrying (429) could never help: it would not fit an empty queue. 413 naming the limit, the cost and the
+    setting; nothing reserved, and a request of exactly the limit still fits an empty queue."""
+    a = AdmissionController(limit=1_500_000, min_retry_after_s=1)
+    with pytest.raises(TooLargeToAdmit) as info:
+        a.reserve(SLOW, 1_945_600)
+    err = info.value
+    assert (err.cost, err.limit, err.param) == (1_945_600, 1_500_000, "steps")
+    assert str(err).startswith("1945600 chain-steps requested (n × steps) exceeds max_queue_chain_steps=1500000")
+    assert not isinstance(err, Overloaded) and not hasattr(err, "retry_after")
+    assert a.queued == 0
+    a.reserve(SLOW, 1_500_000)
+    assert a.queued == 1_500_000
+    assert isinstance(refused(a, SLOW, 1), Overloaded)  # fits once the queue drains: 429 as before
