@@ -382,7 +382,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None, flags: Mapping[str
                 problems.append(_rule(err))
     finally:
         _ENVIRON.reset(token)
-    if settings is not None and (why := data_dir_problem(settings.data_dir)) is not None:
+    # checked even when other settings failed, so one run reports all; a data dir that failed to parse is reported
+    data_dir = settings.data_dir if settings is not None else over.get("data_dir", env.get(
+        as_set.get(ENV_PREFIX + "DATA_DIR", ""), DEFAULT_DATA_DIR))
+    if isinstance(data_dir, (str, Path)) and str(data_dir) and (why := data_dir_problem(Path(data_dir))):
         problems.append(f"{named('data_dir')}: data dir {why}")
     if problems:
         raise ConfigError("\n".join(problems))

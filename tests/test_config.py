@@ -110,11 +110,14 @@ def test_the_sdk_key_alone_warns_that_the_server_is_not_using_it(caplog: pytest.
     assert caplog.text == ""
 
 
-def test_every_problem_is_reported_at_once() -> None:
-    lines = problems({"GANSAMPLER_MAXN": "5", "GANSAMPLER_MAX_STEPS": "abc", "GANSAMPLER_PORT": "-2"})
-    assert len(lines) == 3
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    lines = problems({"GANSAMPLER_MAXN": "5", "GANSAMPLER_MAX_STEPS": "abc", "GANSAMPLER_PORT": "-2",
+                      "GANSAMPLER_DATA_DIR": str(tmp_path / "f")})
+    assert len(lines) == 4
     assert lines[0].startswith("GANSAMPLER_MAXN ")
-    assert sorted(lines[1:]) == ["GANSAMPLER_MAX_STEPS=abc: must be an integer", "GANSAMPLER_PORT=-2: must be >= 0"]
+    assert sorted(lines[1:3]) == ["GANSAMPLER_MAX_STEPS=abc: must be an integer", "GANSAMPLER_PORT=-2: must be >= 0"]
+    assert lines[3] == f"GANSAMPLER_DATA_DIR={tmp_path / 'f'}: data dir is not a directory"  # though others failed
 
 
 def test_api_keys_that_list_no_key_are_refused_not_taken_as_no_auth() -> None:
