@@ -382,7 +382,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, flags: Mapping[str
                 problems.append(_rule(err))
     finally:
         _ENVIRON.reset(token)
-    # checked even when other settings failed, so one run reports all; a data dir that failed to parse is reported
+    # checked even when other settings failed (from the flag, variable or default), so one run reports every problem
     data_dir = settings.data_dir if settings is not None else over.get("data_dir", env.get(
         as_set.get(ENV_PREFIX + "DATA_DIR", ""), DEFAULT_DATA_DIR))
     if isinstance(data_dir, (str, Path)) and str(data_dir) and (why := data_dir_problem(Path(data_dir))):
