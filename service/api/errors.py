@@ -14,7 +14,8 @@ The API's own errors (raised at the edge)::
     └── ModelUnavailable      503 model_unavailable       exists but not loaded / failed / loading
 
 Errors raised below the edge (samplers, registry, engine, jobs) keep their own hierarchies; :data:`ERROR_TABLE` maps
-each class to (status, type), looked up along the exception's MRO. Every body is
+each class to (status, type), looked up along the exception's MRO. A class missing from it answers 500, so every
+engine error has a row (``tests/api/test_error_table.py``). Every body is
 ``{"error": {"type", "message", "param"}}`` (docs/api.md).
 """
 
@@ -88,6 +89,7 @@ ERROR_TABLE: dict[type[BaseException], tuple[int, str]] = {
     UnsupportedPairError: (422, "invalid_request"),
     JobNotFound: (404, "not_found"),
     JobNotFinished: (409, "conflict"),
+    engine_errors.TooLargeToAdmit: (413, "too_large"),
     engine_errors.Overloaded: (429, "overloaded"),
     engine_errors.Cancelled: (499, "cancelled"),
     engine_errors.ModelFailed: (500, "internal_error"),

@@ -37,20 +37,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="event loop (default: auto = uvloop when installed, else asyncio)")
 
 
-FLAGS = {"models_dir": "--models", "host": "--host", "port": "--port", "device": "--device",
-         "data_dir": "--data-dir", "torch_threads": "--torch-threads"}  # setting -> the serve flag that sets it
-
-
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The settings, or a ConfigError naming each flag or GANSAMPLER_* variable that is wrong (or unknown)."""
-    from service.config import load_settings
+    from service.config import SERVE_FLAGS, load_settings
 
     overrides: dict[str, Any] = {}
-    for field, flag in FLAGS.items():
+    for field, flag in SERVE_FLAGS.items():
         value = getattr(args, flag.removeprefix("--").replace("-", "_"), None)
         if value is not None:
             overrides[field] = value
-    return load_settings(overrides, FLAGS)
+    return load_settings(overrides)
 
 
 def apply_process_settings(settings: Any) -> None:
