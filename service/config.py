@@ -62,6 +62,7 @@ DEFAULT_MAX_JOB_RESULT_BYTES = 8 * 2**30
 DEFAULT_MAX_RUNNING_JOBS = 2
 DEFAULT_JOB_PROGRESS_INTERVAL_S = 0.5  # how often progress is persisted and streamed
 DEFAULT_MAX_QUEUED_JOBS = 1000  # jobs waiting to start; one more gets 429
+DEFAULT_JOB_MAX_ATTEMPTS = 3  # starts of a job before a server that died while running it gives it up
 DEFAULT_JOB_RETENTION_S = 7 * 24 * 3600.0  # a finished job (row and result files) is deleted this long after it ended
 DEFAULT_JOB_HEARTBEAT_S = 15.0  # an events stream with nothing new sends a comment line this often
 
@@ -162,6 +163,12 @@ class Settings(BaseSettings):
         default=DEFAULT_JOB_RETENTION_S, ge=0,
         description="seconds a finished job (succeeded, failed, cancelled, interrupted) and its result files are "
         "kept after it ended; then a sweep (at start and periodically) deletes them. 0 keeps them forever",
+    )
+    job_max_attempts: int = Field(
+        default=DEFAULT_JOB_MAX_ATTEMPTS, ge=1,
+        description="how many times a job is started when the server dies while running it (a crash, a kill): the "
+        "next start runs it again from its start until it was started this many times, then it ends interrupted. "
+        "A graceful shutdown queues running jobs again without counting. 1: never run again after a crash",
     )
     job_heartbeat_s: float = Field(
         default=DEFAULT_JOB_HEARTBEAT_S, gt=0,

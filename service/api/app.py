@@ -1,7 +1,7 @@
 """``create_app(settings)``: the FastAPI app over one engine, one model hub and one job manager.
 
-Lifespan: start the engine's device workers, open the job store (jobs that were running when the process died
-become ``interrupted``), then load and warm up the models in the background (``/livez`` answers meanwhile;
+Lifespan: start the engine's device workers, open the job store (jobs that were running when the process died run
+again, up to ``job_max_attempts`` starts, then end ``interrupted``), then load and warm up the models in the background (``/livez`` answers meanwhile;
 ``/readyz`` says ready once every model is ready or failed-and-reported). Shutdown stops jobs and workers.
 """
 
@@ -77,7 +77,8 @@ def create_app(
                        (settings.max_steps, settings.max_job_steps))
         store = await asyncio.to_thread(JobStore, settings.data_dir)
         manager = JobManager(store, engine, _job_prepare(hub, settings), _job_render, settings.max_running_jobs,
-                             settings.job_progress_interval_s, retention_s=settings.job_retention_s)
+                             settings.job_progress_interval_s, retention_s=settings.job_retention_s,
+                             max_attempts=settings.job_max_attempts)
         services = Services(settings, sink, engine, hub, manager, compute_threads=threads)
         app.state.services = services
         await manager.start(services.loaded)

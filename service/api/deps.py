@@ -41,8 +41,8 @@ class Services:
 
     async def drain(self, grace_s: float) -> None:
         """A graceful shutdown's first part (SIGTERM / SIGINT, before the server closes connections): take no new
-        work (503 with Retry-After; ``/readyz`` says ``draining``), mark running jobs ``interrupted`` and end their
-        event streams, give running requests ``grace_s`` seconds to finish, then answer what is left with a 503
+        work (503 with Retry-After; ``/readyz`` says ``draining``), queue running jobs again for the next start and
+        end their event streams, give running requests ``grace_s`` seconds to finish, then answer what is left with a 503
         (JSON, Retry-After) by stopping the engine."""
         self.engine.drain()
         await self.jobs.drain()

@@ -263,6 +263,9 @@ class Job(BaseModel):
     created_at: str
     finished_at: str | None = None
     error: str | None = None
+    attempts: int = Field(
+        default=0, ge=0, description="times the job was started and not ended by a graceful shutdown: 1 while it "
+        "runs the first time, more when a server that died while running it ran it again (job_max_attempts)")
     request: dict[str, Any]
 
 

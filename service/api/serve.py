@@ -99,8 +99,8 @@ class ServeError(Exception):
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
     """An exclusive lock on ``data_dir`` for this process's life (the returned file; the OS drops the lock when the
-    process ends, however it ends). Two servers on one data dir would each recover the other's running jobs as
-    interrupted and run its queued jobs twice."""
+    process ends, however it ends). Two servers on one data dir would each take the other's running jobs for
+    a crashed server's and run them, and its queued jobs, twice."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         f = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 (held open: it is the lock)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service.config import DEFAULT_JOB_RETENTION_S, DEFAULT_RETRY_AFTER_S
+from service.config import DEFAULT_JOB_MAX_ATTEMPTS, DEFAULT_JOB_RETENTION_S, DEFAULT_RETRY_AFTER_S
 from service.engine.engine import Engine, retrieve_outcome
 from service.engine.errors import Cancelled, DeadlineExceeded, EngineStopped, Overloaded
 from service.engine.jobstore import TERMINAL, JobStore, iso
@@ -92,8 +92,9 @@ def sweep_interval(retention_s: float) -> float:
 class JobManager:
     def __init__(self, store: JobStore, engine: Engine, prepare: Prepare, render: Render,
                  max_running: int, progress_interval_s: float, *,
-                 retention_s: float = DEFAULT_JOB_RETENTION_S) -> None:
-        """``retention_s``: how long finished jobs are kept (0: forever)."""
+                 retention_s: float = DEFAULT_JOB_RETENTION_S, max_attempts: int = DEFAULT_JOB_MAX_ATTEMPTS) -> None:
+        """``retention_s``: how long finished jobs are kept (0: forever); ``max_attempts``: how many times a job is
+        started before a process that died while running it gives it up (``interrupted``)."""
         self.store = store
         self.engine = engine
         self.prepare = prepare
@@ -101,6 +102,7 @@ class JobManager:
         self.max_running = max_running
         self.interval = progress_interval_s
         self.retention_s = retention_s
+        self.max_attempts = max_attempts
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._live: dict[str, Ticket] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -108,9 +110,14 @@ class JobManager:
         self._draining = False
 
     async def start(self, models_loaded: asyncio.Event | None = None) -> None:
-        """Mark jobs that were running when the process died ``interrupted``; requeue the queued ones. Runners
-        start taking jobs once ``models_loaded`` is set."""
-        for job_id in await asyncio.to_thread(self.store.recover):
+        """Queue the jobs left queued, and those that were running when the process died (from their start: the
+        stored request and seed reproduce them) unless they have been started ``max_attempts`` times, which end
+        ``interrupted``. Runners start taking jobs once ``models_loaded`` is set."""
+        queued, lost = await asyncio.to_thread(self.store.recover, self.max_attempts)
+        for job_id in lost:
+            log.warning("job %s was running when the server stopped, for the %d time: not started again "
+                        "(job_max_attempts)", job_id, self.max_attempts)
+        for job_id in queued:
             self._queue.put_nowait(job_id)
         await self.sweep()
         self._tasks = [
@@ -120,14 +127,14 @@ class JobManager:
         await self._publish()
 
     async def drain(self) -> None:
-        """The start of a shutdown: start no more jobs, mark the running ones ``interrupted`` (their request and
-        seed are stored: resubmitting reproduces them), keep the queued ones for the next start, and end every
-        event stream with the job's state at that point. Idempotent."""
+        """The start of a shutdown: start no more jobs, stop the running ones and queue them again (the next start
+        runs them from their start: their request and seed reproduce the same result; the attempt is not counted),
+        keep the queued ones, and end every event stream with the job's state at that point. Idempotent."""
         self._draining = True  # a runner whose job ends now takes no other
         for job_id, ticket in list(self._live.items()):
             self.engine.cancel(ticket, "server stopping")
-            await asyncio.to_thread(self.store.set_state_if, job_id, ("running",), "interrupted",
-                                    "the server stopped while the job was running")
+            if await asyncio.to_thread(self.store.requeue, job_id):
+                log.info("job %s queued again: the server is stopping (the next start runs it)", job_id)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -293,10 +300,10 @@ class JobManager:
             await asyncio.to_thread(self.store.set_state_if, job_id, ("queued",), "failed", getattr(
                 exc, "message", str(exc)))
             return
-        if not await asyncio.to_thread(self.store.set_state_if, job_id, ("queued",), "running"):
+        if not await asyncio.to_thread(self.store.start, job_id):
             return  # cancelled meanwhile
         if self._draining:  # the server began to shut down meanwhile: leave it for the next start
-            await asyncio.to_thread(self.store.set_state_if, job_id, ("running",), "queued")
+            await asyncio.to_thread(self.store.requeue, job_id)
             return
         ticket = self.engine.submit(work)
         self._live[job_id] = ticket
@@ -311,7 +318,7 @@ class JobManager:
         try:
             result = fut.result()
         except Cancelled:
-            return  # state already set by delete() or stop()
+            return  # state already set by delete() or drain()
         except DeadlineExceeded as exc:  # the job's own timeout_s: an outcome the client asked for, not a fault
             log.warning("job %s stopped: %s", job_id, exc)
             await asyncio.to_thread(self.store.update, job_id, steps_done=ticket.steps_done)

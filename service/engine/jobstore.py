@@ -28,7 +28,8 @@ DB_NAME = "jobs.sqlite3"
 RESULT_JSON = "result.json"
 RESULT_NPZ = "result.npz"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
-COLUMNS = ("id", "state", "request", "created_at", "finished_at", "steps_done", "steps_total", "error")
+COLUMNS = ("id", "state", "request", "created_at", "finished_at", "steps_done", "steps_total", "error", "attempts")
+NOT_STARTED_AGAIN = "the server stopped while the job was running"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,9 +40,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at TEXT,
     steps_done INTEGER NOT NULL DEFAULT 0,
     steps_total INTEGER NOT NULL,
-    error TEXT
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0
 )
 """
+# columns added after the first release, each with its definition: a data dir of an older server gains them at open
+_ADDED_COLUMNS = {"attempts": "INTEGER NOT NULL DEFAULT 0"}  # runs started that the server did not end itself
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at)",
     "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, created_at)",
@@ -88,6 +92,10 @@ class JobStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
+            have = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
             for index in _INDEXES:
                 self._db.execute(index)
 
@@ -170,16 +178,39 @@ class JobStore:
             )
             return cur.rowcount == 1
 
-    def recover(self) -> list[str]:
-        """At startup: jobs that were running are ``interrupted``; returns the queued ones, oldest first."""
+    def start(self, job_id: str) -> bool:
+        """Move a queued job to ``running`` and count the attempt, atomically; False when it was not queued."""
         with self._lock:
+            cur = self._db.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1 WHERE id = ? AND state = 'queued'",
+                (job_id,))
+            return cur.rowcount == 1
+
+    def requeue(self, job_id: str) -> bool:
+        """Put a running job back in the queue, from its start, without counting the attempt (a shutdown stopped
+        it, not the job); False when it was no longer running."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE jobs SET state = 'queued', steps_done = 0, attempts = MAX(attempts - 1, 0) "
+                "WHERE id = ? AND state = 'running'", (job_id,))
+            return cur.rowcount == 1
+
+    def recover(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        """At startup, after a process that died with jobs running (a crash, a kill, the machine): each such job is
+        queued again from its start while it has started fewer than ``max_attempts`` times, else ``interrupted``
+        (a job that brings the server down must not do so forever). Returns (the queued jobs, oldest first; the
+        jobs given up)."""
+        with self._lock:
+            lost = [r["id"] for r in self._db.execute(
+                "SELECT id FROM jobs WHERE state = 'running' AND attempts >= ?", (max_attempts,))]
             self._db.execute(
-                "UPDATE jobs SET state = 'interrupted', finished_at = ?, "
-                "error = 'the server stopped while the job was running' WHERE state = 'running'",
-                (now_iso(),),
-            )
-            rows = self._db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_at").fetchall()
-        return [r["id"] for r in rows]
+                "UPDATE jobs SET state = 'interrupted', finished_at = ?, error = ? "
+                "WHERE state = 'running' AND attempts >= ?",
+                (now_iso(), f"{NOT_STARTED_AGAIN}, {max_attempts} time(s): not started again "
+                            f"(job_max_attempts={max_attempts})", max_attempts))
+            self._db.execute("UPDATE jobs SET state = 'queued', steps_done = 0 WHERE state = 'running'")
+            rows = self._db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_at, rowid").fetchall()
+        return [r["id"] for r in rows], lost
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -105,40 +105,58 @@ async def test_cancel_a_running_job_then_delete_it(toy_models: Path, tmp_path: P
         assert (await client.get(f"/v1/jobs/{job['id']}")).status_code == 404
 
 
-async def test_finished_results_survive_a_restart_and_running_jobs_become_interrupted(
+async def test_finished_results_survive_a_restart_and_jobs_a_crash_stopped_run_again(
     toy_models: Path, tmp_path: Path
 ) -> None:
+    """A process that died mid-job leaves 'running' rows behind: each runs again from its start (the same result
+    as an uninterrupted run) until it was started job_max_attempts times, then it ends interrupted."""
     data = tmp_path / "data"
     async with serve(toy_models, data) as (client, _):
         done = (await client.post("/v1/jobs", json=JOB)).json()
         assert (await finish(client, done["id"]))[-1]["state"] == "succeeded"
+        assert (await client.get(f"/v1/jobs/{done['id']}")).json()["attempts"] == 1
         before = (await client.get(f"/v1/jobs/{done['id']}/result")).json()
-    # a process that died mid-job leaves a 'running' row behind; a queued job was never started
     store = JobStore(data)
-    store.create("job_00000000000000aa", {**JOB}, 240)
-    store.update("job_00000000000000aa", state="running", steps_done=100)
-    store.create("job_00000000000000bb", {**JOB, "seed": 9}, 240)
+    for job_id, attempts in (("job_00000000000000aa", 1), ("job_00000000000000cc", 2)):
+        store.create(job_id, {**JOB}, 240)
+        store.update(job_id, state="running", steps_done=100, attempts=attempts)
+    store.create("job_00000000000000bb", {**JOB, "seed": 9}, 240)  # queued, never started
     store.close()
-    async with serve(toy_models, data) as (client, _):
+    async with serve(toy_models, data, job_max_attempts=2) as (client, _):
         after = (await client.get(f"/v1/jobs/{done['id']}/result")).json()
         assert after == before
-        lost = (await client.get("/v1/jobs/job_00000000000000aa")).json()
-        assert lost["state"] == "interrupted" and lost["error"] and lost["finished_at"] is not None
-        assert (await client.get("/v1/jobs/job_00000000000000aa/result")).status_code == 409
-        requeued = await finish(client, "job_00000000000000bb")
-        assert requeued[-1]["state"] == "succeeded"
+        again = await finish(client, "job_00000000000000aa")
+        assert again[-1]["state"] == "succeeded" and again[-1]["attempts"] == 2
+        assert (await client.get("/v1/jobs/job_00000000000000aa/result")).json()["samples"] == before["samples"]
+        lost = (await client.get("/v1/jobs/job_00000000000000cc")).json()
+        assert lost["state"] == "interrupted" and lost["finished_at"] is not None and lost["attempts"] == 2
+        assert lost["error"].endswith("2 time(s): not started again (job_max_attempts=2)")
+        assert (await client.get("/v1/jobs/job_00000000000000cc/result")).status_code == 409
+        queued = await finish(client, "job_00000000000000bb")
+        assert queued[-1]["state"] == "succeeded" and queued[-1]["attempts"] == 1
 
 
-async def test_a_job_running_at_shutdown_is_interrupted(toy_models: Path, tmp_path: Path) -> None:
+async def test_a_job_running_at_shutdown_is_queued_again_and_runs_after_the_restart(
+    toy_models: Path, tmp_path: Path
+) -> None:
     rec = Recorder()
     data = tmp_path / "data"
     async with serve(toy_models, data, observer=rec) as (client, _):
         started = submitted(rec, 1)
         job = (await client.post("/v1/jobs", json={**JOB, "steps": 100_000})).json()
         await wait(started)
-    async with serve(toy_models, data) as (client, _):
+        assert (await client.get(f"/v1/jobs/{job['id']}")).json()["attempts"] == 1
+    store = JobStore(data)
+    row = store.get(job["id"])
+    store.close()
+    assert row is not None and (row["state"], row["steps_done"], row["attempts"]) == ("queued", 0, 0)
+    rec = Recorder()
+    async with serve(toy_models, data, observer=rec, job_max_attempts=1) as (client, _):
+        started = submitted(rec, 1)
+        await wait(started)  # runs again, though one attempt is allowed: a shutdown is not the job's fault
         j = (await client.get(f"/v1/jobs/{job['id']}")).json()
-        assert j["state"] == "interrupted"
+        assert (j["state"], j["attempts"], j["finished_at"]) == ("running", 1, None)
+        await client.delete(f"/v1/jobs/{job['id']}")
 
 
 async def test_jobs_do_not_starve_requests(toy_models: Path, tmp_path: Path) -> None:

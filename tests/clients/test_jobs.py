@@ -7,6 +7,7 @@ import io
 import httpx
 import pytest
 from gansampler import (
+    APIConnectionError,
     AsyncClient,
     Client,
     ConflictError,
@@ -71,6 +72,49 @@ def test_wait_timeout_raises_and_leaves_job(client: Client, server: FakeServer, 
     assert info.value.job.state == "running"
     assert clock.now == pytest.approx(2.5)
     assert isinstance(info.value, TimeoutError)
+
+
+def draining() -> httpx.Response:
+    return error_response(503, "model_unavailable", "the server is shutting down", headers={"retry-after": "1"})
+
+
+def test_wait_polls_on_through_a_server_restart(client: Client, server: FakeServer, clock: FakeClock) -> None:
+    """A restart: 503 while it drains, refused connections while it is down, then the job queued again, run and
+    succeeded. Each failed poll has used the request's own retries first."""
+    script_job(server, ("running", 0.4))
+    server.routes[("GET", "/v1/jobs/job_1")] = [
+        httpx.Response(200, json=job_body("running", 0.4)), *[draining() for _ in range(3)], *[httpx.ConnectError("refused")] * 6,
+        httpx.Response(200, json=job_body("queued", 0.0)), httpx.Response(200, json=job_body("succeeded", 1.0)),
+    ]
+    job = client.jobs.create("toy", sampler="rep", n=3)
+    assert job.wait(poll_interval=1.0).state == "succeeded"
+    assert len(server.requests) == 1 + 1 + 9 + 2  # create, running, 3 failed polls of 3 tries, queued, succeeded
+
+
+def test_wait_raises_the_error_once_the_server_is_gone_longer_than_outage_timeout(
+    client: Client, server: FakeServer, clock: FakeClock
+) -> None:
+    script_job(server, ("running", 0.4))
+    server.routes[("GET", "/v1/jobs/job_1")] = [httpx.Response(200, json=job_body("running", 0.4)),
+                                                httpx.ConnectError("refused")]
+    job = client.jobs.create("toy", sampler="rep", n=3)
+    with pytest.raises(APIConnectionError):
+        job.wait(poll_interval=1.0, outage_timeout=10.0)
+    assert 10.0 < clock.now < 20.0 and job.status.state == "running"
+    polls = len(server.requests)
+    with pytest.raises(APIConnectionError):  # None: no patience beyond the request's own retries
+        job.wait(poll_interval=1.0, outage_timeout=None)
+    assert len(server.requests) == polls + 3
+    with pytest.raises(ValueError, match="outage_timeout must be >= 0 or None, got -1"):
+        job.wait(outage_timeout=-1)
+
+
+async def test_async_wait_polls_on_through_a_server_restart(aclient: AsyncClient, server: FakeServer) -> None:
+    server.add("POST", "/v1/jobs", lambda r: httpx.Response(202, json=job_body()))
+    server.add("GET", "/v1/jobs/job_1", [draining(), draining(), draining(), httpx.ConnectError("refused"),
+                                         httpx.Response(200, json=job_body("succeeded", 1.0))])
+    job = await aclient.jobs.create("toy", sampler="rep", n=3)
+    assert (await job.wait(poll_interval=0.1)).state == "succeeded"
 
 
 def test_wait_rejects_bad_poll_interval(client: Client, server: FakeServer) -> None:

@@ -1,6 +1,6 @@
 """SIGTERM to a real ``gansampler-server serve`` with work in flight (what a rolling deploy does): requests past the
-grace get a JSON 503 with Retry-After, a job's event stream ends with ``interrupted``, the process exits 0 soon after
-the grace, and the log holds no traceback."""
+grace get a JSON 503 with Retry-After, a running job is queued again and its event stream ends, the process exits 0
+soon after the grace, the log holds no traceback, and the next server on the data dir runs the job again."""
 
 from __future__ import annotations
 
@@ -33,12 +33,16 @@ LONG = {"model": "digits-dcgan", "n": 256, "steps": 640}  # about 10 s of mh on 
 JOB = {"sampler": "mh", "model": "gaussians25", "n": 4096, "steps": 20000}
 
 
+def start_server(port: int, data_dir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([*server_command(), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def test_sigterm_answers_running_work_and_exits_cleanly(tmp_path: Path) -> None:
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("GANSAMPLER_")}, "PYTHONPATH": str(ROOT),
            "GANSAMPLER_SHUTDOWN_GRACE_S": str(GRACE_S)}
-    proc = subprocess.Popen([*server_command(), "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_server(port, tmp_path / "data", env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, START_TIMEOUT_S)
@@ -73,7 +77,7 @@ def test_sigterm_answers_running_work_and_exits_cleanly(tmp_path: Path) -> None:
     r = seen["request"]
     assert r.status_code == 503 and r.headers["retry-after"] and r.headers["content-type"] == "application/json"
     assert r.json()["error"]["message"] == "the sampling engine is shutting down"
-    assert seen["states"][-1] == "interrupted"
+    assert seen["states"][-1] == "queued"
     assert rc == 0, log[-3000:]
     assert took < EXIT_WITHIN_S, (took, log[-3000:])
     assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
@@ -81,3 +85,23 @@ def test_sigterm_answers_running_work_and_exits_cleanly(tmp_path: Path) -> None:
     assert "INFO service.api.app: ready: 3 of 3 models" in log
     assert "WARNING service.api.deps: shutting down:" in log
     assert re.search(r"INFO service\.access: POST /v1/samples/mh 503 [\d.]+ ms request-id=\w+", log), log[-3000:]
+    assert re.search(rf"INFO service\.engine\.jobs: job {job} queued again", log), log[-3000:]
+
+    # the next server on the data dir starts the job again (a first attempt: the shutdown was not the job's fault)
+    proc = start_server(port, tmp_path / "data", env)
+    try:
+        wait_ready(url, proc, START_TIMEOUT_S)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        status = httpx.get(f"{url}/v1/jobs/{job}", timeout=30).json()
+        while status["state"] == "queued" and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling a real server's job: no event to wait on across processes
+            status = httpx.get(f"{url}/v1/jobs/{job}", timeout=30).json()
+        assert (status["state"], status["attempts"]) == ("running", 1), status
+        assert httpx.delete(f"{url}/v1/jobs/{job}", timeout=30).json()["state"] == "cancelled"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(EXIT_WITHIN_S + 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -127,3 +127,43 @@ def test_a_deletion_cut_short_between_row_and_files_leaves_an_orphan_that_is_rem
     assert store.remove_orphans() == [job_id]
     assert not store.result_dir(job_id).exists() and store.read_result(other) == b'{"n": 1}'
     assert store.remove_orphans() == []
+
+
+def test_attempts_count_starts_a_shutdown_does_not_count_and_a_crash_retries_up_to_the_limit(
+    store: JobStore,
+) -> None:
+    fresh, crashed_once, crashed_twice = (make(store, i) for i in range(3))
+    assert store.start(fresh) and not store.start(fresh)  # only a queued job starts
+    store.update(fresh, steps_done=4)
+    assert store.requeue(fresh) and not store.requeue(fresh)  # a graceful shutdown: back in the queue, uncounted
+    row = store.get(fresh)
+    assert row is not None and (row["state"], row["steps_done"], row["attempts"]) == ("queued", 0, 0)
+    for job_id, starts in ((crashed_once, 1), (crashed_twice, 2)):
+        for _ in range(starts):
+            store.update(job_id, state="queued")
+            assert store.start(job_id)
+        store.update(job_id, steps_done=5)  # the process dies here: the row stays 'running'
+    queued, lost = store.recover(max_attempts=2)
+    assert queued == [fresh, crashed_once] and lost == [crashed_twice]
+    again, given_up = store.get(crashed_once), store.get(crashed_twice)
+    assert again is not None and (again["state"], again["steps_done"], again["attempts"]) == ("queued", 0, 1)
+    assert given_up is not None and given_up["state"] == "interrupted" and given_up["finished_at"] is not None
+    assert "(job_max_attempts=2)" in given_up["error"]
+
+
+def test_a_data_dir_of_a_server_without_attempts_gains_the_column(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, request TEXT NOT NULL, "
+               "created_at TEXT NOT NULL, finished_at TEXT, steps_done INTEGER NOT NULL DEFAULT 0, "
+               "steps_total INTEGER NOT NULL, error TEXT)")
+    db.execute("INSERT INTO jobs (id, state, request, created_at, steps_total) VALUES "
+               "('job_0000000000000001', 'running', '{}', '2026-01-01T00:00:00.000Z', 6)")
+    db.commit()
+    db.close()
+    store = JobStore(tmp_path)
+    try:
+        assert store.recover(max_attempts=1) == (["job_0000000000000001"], [])  # never counted: runs again
+        job = store.get("job_0000000000000001")
+        assert job is not None and job["attempts"] == 0 and job["state"] == "queued"
+    finally:
+        store.close()

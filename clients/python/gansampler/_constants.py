@@ -39,6 +39,10 @@ READY_POLL_INTERVAL_S = 0.25
 #: ``Job.wait`` polling interval in seconds.
 DEFAULT_POLL_INTERVAL_S = 0.5
 
+#: How long ``Job.wait`` keeps polling a server it cannot reach or that answers 503 (a restart: the job runs again
+#: after it), in seconds in a row, before it raises.
+DEFAULT_WAIT_OUTAGE_S = 300.0
+
 #: Job states after which nothing changes.
 TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 

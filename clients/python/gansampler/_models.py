@@ -270,6 +270,9 @@ class JobStatus(_Model):
     created_at: datetime | str | None = None
     finished_at: datetime | str | None = None
     error: str | dict[str, Any] | None = None
+    attempts: int | None = None
+    """Starts of the job that a graceful shutdown did not end (a crashed server runs it again); None from servers
+    that do not report it."""
     request: dict[str, Any] | None = None
 
     @property

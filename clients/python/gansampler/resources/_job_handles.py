@@ -4,14 +4,14 @@ with :mod:`gansampler.resources.jobs`."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import httpx
 
 from .._base_client import make_transport_error
-from .._constants import DEFAULT_POLL_INTERVAL_S
-from .._exceptions import JobFailedError, JobWaitTimeoutError
+from .._constants import DEFAULT_POLL_INTERVAL_S, DEFAULT_WAIT_OUTAGE_S
+from .._exceptions import APIConnectionError, JobFailedError, JobWaitTimeoutError, ServiceUnavailableError
 from .._models import JobStatus, SampleBatch
 from .._progress import ProgressBar
 from .._sse import ServerSentEvent
@@ -69,6 +69,33 @@ class _Reconnect:
         return self.failures - 1
 
 
+#: Errors of one status poll that a restarting server gives: unreachable, or 503 while it stops or loads its models.
+OUTAGE_ERRORS = (APIConnectionError, ServiceUnavailableError)
+
+
+class _Outage:
+    """Status polls that failed in a row with :data:`OUTAGE_ERRORS`, tolerated for ``limit`` seconds (None: not at
+    all): a server restarting keeps its jobs and runs them again, so a wait outlives the restart."""
+
+    def __init__(self, clock: Callable[[], float], limit: float | None) -> None:
+        if limit is not None and limit < 0:
+            raise ValueError(f"outage_timeout must be >= 0 or None, got {limit}")
+        self._clock = clock
+        self._limit = limit
+        self._since: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        """Record a failed poll; raises ``exc`` once the polls have failed for longer than the limit."""
+        now = self._clock()
+        if self._since is None:
+            self._since = now
+        if self._limit is None or now - self._since > self._limit:
+            raise exc
+
+    def passed(self) -> None:
+        self._since = None
+
+
 class _Handle:
     """What the sync and async handles share: the last JobStatus seen and its fields."""
 
@@ -113,19 +140,29 @@ class Job(_Handle):
         progress: bool = False,
         poll_interval: float = DEFAULT_POLL_INTERVAL_S,
         timeout: float | None = None,
+        outage_timeout: float | None = DEFAULT_WAIT_OUTAGE_S,
     ) -> JobStatus:
         """Poll every ``poll_interval`` s until the job is terminal; returns its final status (never raises on
         ``failed``: check ``.state`` or call :meth:`result`). ``progress=True`` draws a bar on stderr.
-        ``timeout`` (s) → JobWaitTimeoutError, the job keeps running.
+        ``timeout`` (s) → JobWaitTimeoutError, the job keeps running. A server that cannot be reached or answers 503
+        (a restart: the server keeps the job and runs it again) is polled on for ``outage_timeout`` s in a row
+        before its error is raised (None: raised at once).
         """
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0, got {poll_interval}")
         clock, sleep = self._client._clock, self._client._sleep
         deadline = None if timeout is None else clock() + timeout
+        outage = _Outage(clock, outage_timeout)
         bar = ProgressBar(clock=clock) if progress else None
         try:
             while True:
-                status = self.refresh()
+                try:
+                    status = self.refresh()
+                except OUTAGE_ERRORS as exc:
+                    outage.failed(exc)
+                    status = self.status
+                else:
+                    outage.passed()
                 if bar is not None:
                     bar.update(status)
                 if status.done:
@@ -179,16 +216,24 @@ class AsyncJob(_Handle):
         progress: bool = False,
         poll_interval: float = DEFAULT_POLL_INTERVAL_S,
         timeout: float | None = None,
+        outage_timeout: float | None = DEFAULT_WAIT_OUTAGE_S,
     ) -> JobStatus:
         """Async twin of :meth:`Job.wait`."""
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0, got {poll_interval}")
         clock, sleep = self._client._clock, self._client._sleep
         deadline = None if timeout is None else clock() + timeout
+        outage = _Outage(clock, outage_timeout)
         bar = ProgressBar(clock=clock) if progress else None
         try:
             while True:
-                status = await self.refresh()
+                try:
+                    status = await self.refresh()
+                except OUTAGE_ERRORS as exc:
+                    outage.failed(exc)
+                    status = self.status
+                else:
+                    outage.passed()
                 if bar is not None:
                     bar.update(status)
                 if status.done:
