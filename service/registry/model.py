@@ -22,9 +22,10 @@ from torch import Tensor
 from service.config import DEFAULT_MAX_JOB_STEPS, DEFAULT_MAX_STEPS
 from service.registry.errors import ManifestError
 from service.registry.files import verified_file
-from service.registry.heads import batch_size_error, fixed_batch_error, logit_head
+from service.registry.heads import logit_head
 from service.registry.load_notes import range_notes, steps_notes, zero_gradient_notes
 from service.registry.loaders import Network, arch_changed_on_disk, load_network
+from service.registry.probes import check_d_rows, gradient_break, probe_g, probe_latents
 from service.registry.runtime import apply_runtime
 from service.registry.schema import MANIFEST_NAME, Manifest, read_manifest
 from service.samplers.base import GanPair
@@ -32,12 +33,6 @@ from service.samplers.calibration import IDENTITY, Calibration
 
 log = logging.getLogger(__name__)
 
-PROBE_BATCH = 4
-ROW_ATOL = 1e-3
-"""How far a row's value may move with the batch size, relative to max(1, its magnitude): kernels for different
-batch sizes round differently (measured: up to 4.5e-5 in a logit of the demo MLP), batch statistics move it by far
-more."""
-PROBE_SEED = 0
 LOGIT_BATCH = 256
 HOLDOUT_KEY = "x"
 HOLDOUT_RANGE_SLACK = 1e-3  # fraction of the output range a holdout value may lie outside it
@@ -211,117 +206,6 @@ def _calibration(m: Manifest, path: Path, require: bool) -> Calibration:
     return cal
 
 
-def probe_latents(m: Manifest, device: str) -> Tensor:
-    """The load's ``PROBE_BATCH`` probe latents (PROBE_BATCH, *latent.shape), the same on every load."""
-    return torch.randn((PROBE_BATCH, *m.latent.shape), generator=torch.Generator().manual_seed(PROBE_SEED)).to(device)
-
-
-def _run_g(g: Network, z: Tensor) -> Tensor | Exception:
-    try:
-        with torch.no_grad():
-            return g.fn(z)
-    except Exception as exc:  # any failure of the user's network
-        return exc
-
-
-def _probe(m: Manifest, g: Network, device: str, path: Path) -> tuple[Tensor, list[str]]:
-    """G's output on ``PROBE_BATCH`` probe latents, checked: shape, finiteness, and that a row does not depend on
-    the batch it runs in (row 0 alone against row 0 among the others). Returns (x, notes)."""
-    z = probe_latents(m, device)
-    x = _run_g(g, z)
-    if isinstance(x, Exception):
-        fixed = fixed_batch_error("G", "latents", g.fn, z, x)
-        if fixed is not None:
-            raise ManifestError(path, "generator.file", fixed)
-        raise ManifestError(
-            path, "latent.shape", f"G failed on a batch of latents of shape {tuple(z.shape)}: {x}"
-        ) from None
-    if tuple(x.shape) != (PROBE_BATCH, *m.output.shape):
-        raise ManifestError(
-            path,
-            "output.shape",
-            f"G returned {tuple(x.shape)} for {PROBE_BATCH} latents, manifest says {list(m.output.shape)}",
-        )
-    alone = _run_g(g, z[:1])
-    if isinstance(alone, Exception) or tuple(alone.shape) != (1, *m.output.shape):
-        why = alone if isinstance(alone, Exception) else f"it returned shape {tuple(alone.shape)}"
-        raise ManifestError(path, "generator.file", batch_size_error("G", "latents", PROBE_BATCH, 1, why))
-    notes: list[str] = []
-    finite = torch.isfinite(x.detach().flatten(1)).all(1)
-    if not bool(finite.any()):
-        raise ManifestError(path, "generator.file", (
-            f"G returned non-finite values (NaN or inf) for every one of {PROBE_BATCH} probe latents: "
-            "no sample it makes could be served"
-        ))
-    if not bool(finite.all()):
-        notes.append(f"generator: non-finite output for {int((~finite).sum())} of {PROBE_BATCH} probe latents "
-                     "(such proposals are rejected and counted as nonfinite)")
-    diff = _row_diff(alone[0], x[0])
-    if diff is not None:
-        raise ManifestError(path, "generator.file", (
-            f"G's output for a latent depends on the other latents of its batch: alone and in a batch of "
-            f"{PROBE_BATCH} it differs by {diff} (BatchNorm in training mode, or another batch statistic). A sample "
-            "must not depend on what it is batched with: save G in eval mode, with per-sample layers only"
-        ))
-    return x, notes
-
-
-def _row_diff(a: Tensor, b: Tensor) -> str | None:
-    """None when one row's values computed at two batch sizes agree (kernels round differently by batch size:
-    ``ROW_ATOL`` leaves room for that, not for a batch statistic), else how they differ."""
-    a, b = a.detach().double().flatten(), b.detach().double().flatten()
-    if not torch.equal(torch.isfinite(a), torch.isfinite(b)):
-        return "in which values are finite"
-    ok = torch.isfinite(a)
-    a, b = a[ok], b[ok]
-    if a.numel() == 0:
-        return None
-    scale = float(torch.maximum(a.abs().max(), b.abs().max()).clamp(min=1.0))
-    worst = float((a - b).abs().max())
-    return None if worst <= ROW_ATOL * scale else f"{worst:.3g} (largest value {scale:.3g})"
-
-
-def _check_d_rows(raw_logit: Callable[[Tensor], Tensor], x: Tensor, path: Path) -> None:
-    """D scores each sample on its own: its logit for row 0 alone equals its logit in the probe batch."""
-    try:
-        with torch.no_grad():
-            alone, batch = raw_logit(x[:1]), raw_logit(x)
-    except Exception as exc:  # any failure of the user's network
-        raise ManifestError(path, "discriminator.file", batch_size_error("D", "samples", x.shape[0], 1, exc)) from None
-    if bool(torch.isfinite(x[:1]).all()) and not bool(torch.isfinite(batch).any()):
-        raise ManifestError(path, "discriminator.file",
-                            f"D returned non-finite logits for every one of {x.shape[0]} probe samples of G")
-    diff = _row_diff(alone.reshape(-1)[:1], batch.reshape(-1)[:1])
-    if diff is not None:
-        raise ManifestError(path, "discriminator.file", (
-            f"D's logit for a sample depends on the other samples of its batch: alone and in a batch of "
-            f"{x.shape[0]} it differs by {diff} (a minibatch standard deviation layer, BatchNorm in training mode, or "
-            "another batch statistic). Sampling needs a per-sample density ratio, and a sample must not depend on "
-            "what it is batched with: serve a D whose logit for a sample uses that sample alone"
-        ))
-
-
-def _gradient_break(
-    m: Manifest, generator: Callable[[Tensor], Tensor], raw_logit: Callable[[Tensor], Tensor], device: str
-) -> str | None:
-    """Why ∇z of D(G(z)) does not exist although both backends are torch, or None when it flows.
-
-    A forward that leaves autograd (``.detach()``, ``torch.no_grad()`` / ``inference_mode`` inside ``forward``, a
-    numpy round trip) would otherwise give gradient samplers a silent zero gradient.
-    """
-    z = probe_latents(m, device).requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            x = generator(z)
-            if not x.requires_grad:
-                return "the generator's output is detached from z (.detach(), no_grad or numpy inside forward)"
-            if not raw_logit(x).requires_grad:
-                return "the discriminator's output is detached from its input (.detach(), no_grad or numpy inside forward)"
-    except Exception as exc:  # any failure of the user's network
-        return f"the forward pass fails with gradients enabled: {type(exc).__name__}: {exc}"
-    return None
-
-
 def load_version(
     version_dir: Path,
     device: str = "cpu",
@@ -349,13 +233,13 @@ def load_version(
             arch_notes.append(f"{role}.arch: {stale}")
             log.warning("%s: %s", m.id, arch_notes[-1])
     g, d = nets["generator"], nets["discriminator"]
-    x_probe, g_notes = _probe(m, g, device, path)
+    x_probe, g_notes = probe_g(m, g, device, path)
     raw_logit, notes = logit_head(d, m.discriminator.output, x_probe, path)
-    _check_d_rows(raw_logit, x_probe, path)
+    check_d_rows(raw_logit, x_probe, path)
     notes = steps_notes(m, max_steps, max_job_steps) + arch_notes + g_notes + range_notes(m, x_probe) + notes
     cal = _calibration(m, path, require_calibration)
     holdout = _load_holdout(m, version_dir, path, device)
-    no_grad_reason = _gradient_break(m, g.fn, raw_logit, device) if g.differentiable and d.differentiable else None
+    no_grad_reason = gradient_break(m, g.fn, raw_logit, device) if g.differentiable and d.differentiable else None
     if no_grad_reason is not None:
         notes.append(f"forward only: {no_grad_reason}")
     elif g.differentiable and d.differentiable:

@@ -102,6 +102,18 @@ CASES: list[tuple[str, Edit, str, str]] = [
         "depends on the other latents of its batch",
     ),
     (
+        "G draws noise in forward",
+        setp("generator.arch", "tests.registry.toy_arch:NoisyToyG"),
+        "generator.file",
+        "G is not a function of its latents: the same 4 probe latents gave different outputs",
+    ),
+    (
+        "D applies dropout in forward",
+        setp("discriminator.arch", "tests.registry.toy_arch:DropoutToyD"),
+        "discriminator.file",
+        "D is not a function of its input: the same 4 probe samples got different logits",
+    ),
+    (
         "D minibatch stddev",
         setp("discriminator.arch", "tests.registry.toy_arch:MinibatchStdToyD"),
         "discriminator.file",

@@ -72,6 +72,20 @@ class BatchCoupledToyG(ToyG):
         return self.net(z - z.mean(0, keepdim=True))
 
 
+class NoisyToyG(ToyG):
+    """ToyG with noise drawn inside forward (as StyleGAN's per-layer noise inputs): not a function of z."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z) + 0.1 * torch.randn_like(self.net(z))
+
+
+class DropoutToyD(ToyD):
+    """ToyD that applies dropout whatever its mode: a random logit for the same sample."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.dropout(super().forward(x), p=0.5, training=True)
+
+
 class MinibatchStdToyD(ToyD):
     """ToyD plus the batch's standard deviation (a ProGAN/StyleGAN-style minibatch-stddev feature)."""
 
