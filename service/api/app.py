@@ -23,7 +23,7 @@ from service.api.middleware import RequestContext
 from service.api.results import npz_body, response_body
 from service.api.routes import admin, health, jobs, models, samples
 from service.api.sampling import Limits, Prepared, prepare
-from service.api.schemas import JobRequest
+from service.api.schemas import JobRequest, exact_integer_bounds
 from service.config import Settings
 from service.engine.budget import StepBudget
 from service.engine.engine import Engine, EngineConfig
@@ -111,6 +111,14 @@ def create_app(
         docs_url=None,  # docs_ui serves /docs and /redoc from local files (no CDN)
         redoc_url=None,
     )
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = exact_integer_bounds(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     errors.install(app)
     docs_ui.install(app)
     for module in (samples, models, jobs, admin, health):

@@ -67,6 +67,27 @@ def _request_schema(example: dict[str, Any]) -> Callable[[dict[str, Any]], None]
     return extra
 
 
+INTEGER_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def exact_integer_bounds(node: Any) -> Any:
+    """The OpenAPI document with the bounds of integer schemas written as JSON integers. FastAPI's document model
+    holds every bound as a float, so the seed's limit 2**63 came out as 9.223372036854776e+18, which a client cannot
+    tell from 2**63 - 1 (2**63 itself is exact in a double, so the integer is restored exactly)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in INTEGER_BOUNDS:
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = int(value)
+        for value in node.values():
+            exact_integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            exact_integer_bounds(value)
+    return node
+
+
 class SampleRequest(_Strict):
     """Body of ``POST /v1/samples/{sampler}``."""
 
