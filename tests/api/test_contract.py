@@ -70,6 +70,11 @@ CASES: list[tuple[str, str, dict[str, Any], int, str, str | None, str | None]] =
      415, "unsupported_media_type", None,
      "request body must be application/json, got content-type 'application/x-www-form-urlencoded'"),
     ("malformed JSON", "mh", raw_json('{"model": "gauss", "n": '), 400, "bad_request", None, None),
+    ("duplicate name", "mh", raw_json('{"model": "gauss", "n": 5000, "n": 1}'), 400, "bad_request", None,
+     "malformed JSON body: duplicate name 'n' in a JSON object (each name may appear once)"),
+    ("duplicate nested name", "rep", raw_json('{"model": "gauss", "n": 1, "params": {"step_size": 0.1, '
+                                              '"step_size": 0.2}}'), 400, "bad_request", None,
+     "malformed JSON body: duplicate name 'step_size' in a JSON object (each name may appear once)"),
     ("empty body", "mh", raw_json(""), 400, "bad_request", None,
      "request body is required: a JSON object (see /docs for the fields)"),
     ("body is an array", "mh", raw_json("[1, 2]"), 400, "bad_request", None,
@@ -277,3 +282,10 @@ async def test_cors_is_off_by_default_and_answers_the_configured_origins(
         other = await cors.options("/v1/samples/mh", headers={
             "origin": "https://evil.example.com", "access-control-request-method": "POST"})
         assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+
+
+async def test_job_bodies_refuse_duplicate_names(api: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = api
+    r = await client.post("/v1/jobs", content=b'{"sampler": "raw", "sampler": "mh", "model": "gauss", "n": 1}',
+                          headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "duplicate name 'sampler'" in r.json()["error"]["message"]

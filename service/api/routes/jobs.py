@@ -14,6 +14,7 @@ from service.api.encoding import NPZ_MEDIA_TYPE
 from service.api.errors import InvalidRequest
 from service.api.negotiation import wants_npz
 from service.api.schemas import Job, JobList, JobRequest, SampleResponse
+from service.api.strict_json import StrictJSONRoute
 from service.engine.jobs import JOB_STATES
 from service.engine.jobstore import BadCursor
 
@@ -35,7 +36,7 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {  # one event of the stream (OpenAPI 3.1 rea
     },
 }
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)],
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)],
                    responses=ERROR_RESPONSES)
 
 

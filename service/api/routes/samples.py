@@ -15,11 +15,12 @@ from service.api.negotiation import wants_npz
 from service.api.results import npz_body, response_body
 from service.api.sampling import Limits, prepare
 from service.api.schemas import SAMPLER_NAMES, SampleRequest, SampleResponse
+from service.api.strict_json import StrictJSONRoute
 from service.engine.ticket import Priority
 
 INLINE_ENCODE_MAX_VALUES = 4096  # below this, encoding on the loop is cheaper than a thread hop
 
-router = APIRouter(prefix="/v1", tags=["samples"], dependencies=[Depends(require_api_key)])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["samples"], dependencies=[Depends(require_api_key)])
 
 async def client_gone(receive: Receive) -> None:
     """Completes when the client disconnects (the body has been read, so the next message is the disconnect)."""
