@@ -149,3 +149,35 @@ async def test_async_events_reconnect(aclient: AsyncClient, server: FakeServer) 
         httpx.Response(200, content=event_stream(job_body("queued"), job_body("succeeded", 1.0))),
     ])
     assert [s.state async for s in aclient.jobs.events("job_1")] == ["queued", "succeeded"]
+
+
+def _draining() -> httpx.Response:
+    return error_response(503, "model_unavailable", "the server is shutting down", headers={"retry-after": "1"})
+
+
+def test_events_follow_a_job_through_a_server_restart(client: Client, server: FakeServer) -> None:
+    """The server drains (the stream ends with the job queued again), is down (refused), comes back loading (503),
+    then streams the job's new run: every status once, none lost."""
+    refused = [httpx.ConnectError("refused") for _ in range(6)]
+    server.add("GET", "/v1/jobs/job_1/events", [
+        httpx.Response(200, content=event_stream(job_body("running", 0.25), job_body("queued", 0.0))),
+        *refused, *[_draining() for _ in range(3)],
+        httpx.Response(200, content=event_stream(job_body("queued", 0.0), job_body("running", 0.5),
+                                                 job_body("succeeded", 1.0))),
+    ])
+    states = [(s.state, s.progress) for s in client.jobs.events("job_1")]
+    assert states == [("running", 0.25), ("queued", 0.0), ("running", 0.5), ("succeeded", 1.0)]
+    assert len(server.requests) == 1 + 6 + 3 + 1
+    server.add("GET", "/v1/jobs/job_2/events", [httpx.ConnectError("refused")])
+    with pytest.raises(APIConnectionError):  # None: only the request's own retries
+        list(client.jobs.events("job_2", outage_timeout=None))
+    assert len(server.requests) == 11 + 1 + client.max_retries
+
+
+async def test_async_events_follow_a_job_through_a_server_restart(aclient: AsyncClient, server: FakeServer) -> None:
+    server.add("GET", "/v1/jobs/job_1/events", [
+        httpx.Response(200, content=event_stream(job_body("queued", 0.0))),
+        *[_draining() for _ in range(3)], httpx.ConnectError("refused"),
+        httpx.Response(200, content=event_stream(job_body("running", 0.5), job_body("succeeded", 1.0))),
+    ])
+    assert [s.state async for s in aclient.jobs.events("job_1")] == ["queued", "running", "succeeded"]

@@ -15,12 +15,13 @@ import httpx
 
 from .. import _requests
 from .._base_client import TimeoutArg, parse_model
+from .._constants import DEFAULT_POLL_INTERVAL_S, DEFAULT_WAIT_OUTAGE_S
 from .._decode import NpzBatch, parse_npz
 from .._models import JobList, JobStatus, SampleBatch
 from .._requests import DiagnosticsLevel, OutputFormat
 from .._sse import aiter_events, iter_events
 from .._types import NOT_GIVEN, NotGivenOr
-from ._job_handles import AsyncJob, Job, _Reconnect, job_from_event
+from ._job_handles import OUTAGE_ERRORS, AsyncJob, Job, _Outage, _Reconnect, job_from_event
 from ._resource import AsyncResource, SyncResource
 
 __all__ = ["AsyncJob", "AsyncJobs", "Job", "Jobs", "job_from_event"]
@@ -109,19 +110,33 @@ class Jobs(SyncResource):
         """The job's result as ``.npz`` (needs numpy); ConflictError (409) while it has not succeeded."""
         return parse_npz(self._client.request(_requests.job_result(job_id, npz=True, timeout=timeout)).content)
 
-    def events(self, job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> Iterator[JobStatus]:
+    def events(
+        self,
+        job_id: str,
+        *,
+        timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN,
+        outage_timeout: float | None = DEFAULT_WAIT_OUTAGE_S,
+    ) -> Iterator[JobStatus]:
         """Iterate the job's ``text/event-stream``: one JobStatus per progress event, ending at a terminal state.
 
         A stream that breaks (connection reset, a proxy's idle cut, a server restart) or that the server closes
         before a terminal state is opened again, up to the client's ``max_retries`` times in a row with backoff
         (the count starts over whenever a new status arrives). Each stream starts with the job's current status,
         which is not yielded twice. Out of retries, a broken stream raises APIConnectionError and a closed one ends
-        the iteration.
+        the iteration. A server that cannot be reached or answers 503 when the stream is reopened (a restart: the
+        server keeps the job and runs it again) is tried again for ``outage_timeout`` s in a row (None: not at all).
         """
         client = self._client
         reconnect = _Reconnect()
+        outage = _Outage(client._clock, outage_timeout)
         while True:
-            response = client.request(_requests.job_events(job_id, timeout=timeout))
+            try:
+                response = client.request(_requests.job_events(job_id, timeout=timeout))
+            except OUTAGE_ERRORS as exc:
+                outage.failed(exc)
+                client._sleep(DEFAULT_POLL_INTERVAL_S)
+                continue
+            outage.passed()
             broken: httpx.TransportError | None = None
             reconnect.opened()
             try:
@@ -215,12 +230,25 @@ class AsyncJobs(AsyncResource):
         response = await self._client.request(_requests.job_result(job_id, npz=True, timeout=timeout))
         return parse_npz(response.content)
 
-    async def events(self, job_id: str, *, timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN) -> AsyncIterator[JobStatus]:
+    async def events(
+        self,
+        job_id: str,
+        *,
+        timeout: NotGivenOr[TimeoutArg] = NOT_GIVEN,
+        outage_timeout: float | None = DEFAULT_WAIT_OUTAGE_S,
+    ) -> AsyncIterator[JobStatus]:
         """Async twin of :meth:`Jobs.events` (reconnects the same way)."""
         client = self._client
         reconnect = _Reconnect()
+        outage = _Outage(client._clock, outage_timeout)
         while True:
-            response = await client.request(_requests.job_events(job_id, timeout=timeout))
+            try:
+                response = await client.request(_requests.job_events(job_id, timeout=timeout))
+            except OUTAGE_ERRORS as exc:
+                outage.failed(exc)
+                await client._sleep(DEFAULT_POLL_INTERVAL_S)
+                continue
+            outage.passed()
             broken: httpx.TransportError | None = None
             reconnect.opened()
             try:
