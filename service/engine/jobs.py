@@ -107,6 +107,7 @@ class JobManager:
         self._live: dict[str, Ticket] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = asyncio.Event()  # set by drain(): event streams send the job's state once more and end
+        self._changed = asyncio.Event()  # set, and replaced, whenever a job changes: event streams wake on it
         self._draining = False
 
     async def start(self, models_loaded: asyncio.Event | None = None) -> None:
@@ -142,6 +143,7 @@ class JobManager:
                 await t
         self._tasks.clear()
         self._closing.set()
+        self._notify()
 
     async def stop(self) -> None:
         await self.drain()
@@ -214,14 +216,17 @@ class JobManager:
         return await self.get(job_id)
 
     async def events(self, job_id: str, heartbeat_s: float | None = None) -> AsyncIterator[dict[str, Any] | None]:
-        """The job now, then on every change (at most every progress interval), until a terminal state. With
-        ``heartbeat_s``, None whenever that long passed without anything yielded (a keep-alive). Ends quietly when
-        the job is deleted meanwhile, and after one last look when the server shuts down (:meth:`drain`)."""
+        """The job now, then on every change (a state change at once, progress every progress interval), until a
+        terminal state. With ``heartbeat_s``, None whenever that long passed without anything yielded (a
+        keep-alive). Ends quietly when the job is deleted meanwhile, and after one last look when the server shuts
+        down (:meth:`drain`). A stream reads the store when a job changed (:meth:`_notify`), not on a timer, so
+        idle subscribers cost nothing."""
         clock = asyncio.get_running_loop().time
         last: dict[str, Any] | None = None
         sent = clock()
         closing = self._closing.is_set()
         while True:
+            changed = self._changed  # taken before the read: a change during it wakes the wait below at once
             try:
                 job = await self.get(job_id)
             except JobNotFound:
@@ -236,9 +241,9 @@ class JobManager:
                 sent = clock()
             if job["state"] in TERMINAL or closing:
                 return
-            pause = self.interval if heartbeat_s is None else min(self.interval, sent + heartbeat_s - clock())
-            with contextlib.suppress(TimeoutError):  # a polling period, cut short by a shutdown
-                await asyncio.wait_for(self._closing.wait(), max(pause, 0.0))
+            pause = None if heartbeat_s is None else max(sent + heartbeat_s - clock(), 0.0)
+            with contextlib.suppress(TimeoutError):  # the heartbeat is due
+                await asyncio.wait_for(changed.wait(), pause)
             closing = self._closing.is_set()
 
     async def sweep(self, now: datetime | None = None) -> list[str]:
@@ -315,6 +320,7 @@ class JobManager:
             if done:
                 break
             await asyncio.to_thread(self.store.update, job_id, steps_done=ticket.steps_done)
+            self._notify()
         try:
             result = fut.result()
         except Cancelled:
@@ -332,5 +338,12 @@ class JobManager:
         await asyncio.to_thread(self.store.set_state_if, job_id, ("running",), "succeeded")
 
     async def _publish(self) -> None:
+        """After a job changed: the per-state gauges, and every event stream wakes."""
         self.engine.gauges.jobs = await asyncio.to_thread(self.store.counts)
         self.engine.publish_gauges()
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake every event stream waiting on the current ``_changed``; later waits take a fresh one."""
+        self._changed.set()
+        self._changed = asyncio.Event()

@@ -42,6 +42,41 @@ async def test_a_waiting_job_stream_sends_keep_alive_comments_and_ids(toy_models
         await client.delete(f"/v1/jobs/{running}")
 
 
+async def test_a_state_change_reaches_the_stream_at_once_and_an_idle_stream_reads_nothing(
+    toy_models: Path, tmp_path: Path
+) -> None:
+    """Streams wake when a job changes, not on a timer: with a progress interval and heartbeat of an hour, the
+    cancellation of a queued job still ends its stream at once, and a waiting stream does not read the store."""
+    rec = Recorder()
+    async with serve(toy_models, tmp_path, observer=rec, max_running_jobs=1, job_progress_interval_s=3600,
+                     job_heartbeat_s=3600) as (client, services):
+        started = submitted(rec, 1)
+        running = (await client.post("/v1/jobs", json=LONG)).json()["id"]
+        await wait(started)
+        queued = (await client.post("/v1/jobs", json=JOB)).json()["id"]
+        stream = services.jobs.events(queued, heartbeat_s=3600)
+        first = await asyncio.wait_for(anext(stream), T)
+        assert first is not None and first["state"] == "queued"
+        reads = 0
+        store_get = services.jobs.store.get
+
+        def counted_get(job_id: str) -> object:
+            nonlocal reads
+            reads += 1
+            return store_get(job_id)
+
+        services.jobs.store.get = counted_get  # type: ignore[method-assign]
+        pending = asyncio.ensure_future(anext(stream))
+        for _ in range(50):  # the stream's task gets the loop many times over, with nothing to wake it
+            await asyncio.sleep(0)
+        assert not pending.done() and reads == 0
+        await client.delete(f"/v1/jobs/{queued}")
+        last = await asyncio.wait_for(pending, T)
+        assert last is not None and last["state"] == "cancelled"
+        await stream.aclose()
+        await client.delete(f"/v1/jobs/{running}")
+
+
 async def test_events_of_a_running_job_number_their_ids_and_end_at_the_terminal_state(toy_models: Path,
                                                                                       tmp_path: Path) -> None:
     async with serve(toy_models, tmp_path, job_progress_interval_s=0.01) as (client, _):
