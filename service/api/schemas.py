@@ -149,7 +149,7 @@ class ChainDiagnostics(BaseModel):
 
     chain: int
     accepted: int
-    acceptance_rate: float | None = Field(description="mean of min(1, alpha) over the chain's proposals; null with none")
+    acceptance_rate: float | None
     logit_initial: float | None
     logit_final: float | None
     restarted: bool = False
@@ -165,9 +165,7 @@ class TracesOut(BaseModel):
 
 
 class Diagnostics(BaseModel):
-    acceptance_rate: float | None = Field(
-        description="mean over chains of each chain's mean min(1, alpha), over the chains that made a proposal; "
-        "null when none did (raw)")
+    acceptance_rate: float | None = Field(description="mean over chains of each chain's mean min(1, alpha)")
     accepted: int
     proposals: int
     nonfinite: int

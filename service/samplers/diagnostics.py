@@ -65,11 +65,11 @@ def _mean_finite(a: np.ndarray) -> float | None:
 
 
 def chain_acceptance(stats: ChainStats) -> np.ndarray:
-    """Per-chain acceptance rate, mean of min(1, alpha) over its proposals; NaN for rows with none (raw, or no
-    step run): a rate of nothing proposed is undefined, and the response says null. (B,) float64."""
+    """Per-chain acceptance rate, mean of min(1, alpha) over its proposals; 1.0 for rows with none (one-shot).
+    (B,) float64."""
     p = _f64(stats.proposals)
     s = _f64(stats.acceptance_sum)
-    return np.where(p > 0, s / np.maximum(p, 1.0), np.nan)
+    return np.where(p > 0, s / np.maximum(p, 1.0), 1.0)
 
 
 def summarize(
@@ -103,7 +103,7 @@ def summarize(
     lf = _f64(stats.logit_final)
     some = rate.size > 0
     out: dict[str, Any] = {
-        "acceptance_rate": _mean_finite(rate) if some else None,  # over the chains that proposed
+        "acceptance_rate": _num(rate.mean()) if some else None,
         "accepted": int(accepted.sum()),
         "proposals": int(host_array(stats.proposals).sum()),
         "nonfinite": int(nonfinite.sum()),

@@ -71,21 +71,6 @@ def test_summary_is_json_and_consistent() -> None:
     assert len(d["acceptance_curve"]) == 20
 
 
-def test_a_chain_that_proposed_nothing_has_no_acceptance_rate() -> None:
-    """raw proposes nothing: its rate is null, not 1.0 (nothing was accepted either). Chains that made no proposal
-    are left out of the mean of those that did."""
-    raw = run(make("raw", gaussian_target_pair()), seed=64, n=3, steps=0)
-    d = summarize(raw.stats, raw.extras)
-    json.dumps(d, allow_nan=False)
-    assert (d["acceptance_rate"], d["proposals"], d["accepted"]) == (None, 0, 0)
-    assert [c["acceptance_rate"] for c in d["chains"]] == [None] * 3
-    mh = run(make("mh", gaussian_target_pair()), seed=65, n=4, steps=10)
-    mh.stats.proposals[0] = 0  # as a row that ran no step
-    mixed = summarize(mh.stats, mh.extras)
-    rates = [c["acceptance_rate"] for c in mixed["chains"]]
-    assert rates[0] is None and math.isclose(mixed["acceptance_rate"], float(np.mean(rates[1:])))
-
-
 def test_sampler_specific_summaries() -> None:
     sir = run(make("sir", gaussian_target_pair()), seed=62, n=10, steps=50)
     s = summarize(sir.stats, sir.extras, exact=True)["sampler"]
