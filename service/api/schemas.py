@@ -165,7 +165,8 @@ class TracesOut(BaseModel):
 
 
 class Diagnostics(BaseModel):
-    acceptance_rate: float | None = Field(description="mean over chains of each chain's mean min(1, alpha)")
+    acceptance_rate: float | None = Field(description="mean over chains of each chain's mean min(1, alpha); 1.0 for raw, which keeps "
+                                          "every draw (proposals is 0)")
     accepted: int
     proposals: int
     nonfinite: int
