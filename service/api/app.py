@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from service.api import docs_ui, errors
+from service.api.auth import Auth
 from service.api.deps import Services
 from service.api.hub import ModelHub
 from service.api.middleware import RequestContext
@@ -123,7 +124,8 @@ def create_app(
     docs_ui.install(app)
     for module in (samples, models, jobs, admin, health):
         app.include_router(module.router)
-    app.add_middleware(RequestContext, sink=sink, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, sink=sink, max_body_bytes=settings.max_body_bytes,
+                       auth=Auth(settings.api_keys, settings.admin_token))
     if settings.cors_origins:  # outermost: a browser's preflight is answered before anything else runs
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=CORS_METHODS,
                            allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=CORS_MAX_AGE_S)

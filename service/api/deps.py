@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
-from service.api.errors import ERROR_TABLE, Unauthorized, error_body
+from service.api.errors import ERROR_TABLE, error_body
 from service.api.hub import ModelHub
 from service.config import Settings
 from service.engine.engine import Engine
@@ -70,31 +69,6 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-def _bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return None
-
-
-async def require_api_key(request: Request, services: ServicesDep) -> None:
-    keys = services.settings.api_keys
-    if not keys:
-        return
-    given = _bearer(request) or request.headers.get("x-api-key")
-    if given is None or not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
-        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
-
-
-async def require_admin(request: Request, services: ServicesDep) -> None:
-    token = services.settings.admin_token
-    if not token:
-        raise Unauthorized("admin routes are disabled: set GANSAMPLER_ADMIN_TOKEN")
-    given = _bearer(request)
-    if given is None or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("missing or invalid admin token: send 'Authorization: Bearer <admin token>'")
 
 
 def _error_responses() -> dict[int | str, dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""One pure-ASGI middleware for what every request shares: request id, body limits, content type, error bodies for
-anything that escaped the handlers, and request metrics.
+"""One pure-ASGI middleware for what every request shares: request id, authentication (before anything looks at the
+body), body limits, content type, error bodies for anything that escaped the handlers, and request metrics.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so that ``request.is_disconnected()`` keeps seeing the client's disconnect.
 """
@@ -12,6 +12,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.auth import Auth
 from service.api.errors import TooLarge, UnsupportedMediaType, error_response, lookup
 from service.api.logs import log_access
 from service.engine.stats import RequestStats, StatsSink
@@ -29,10 +30,11 @@ def _is_json(content_type: str) -> bool:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, sink: StatsSink, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, sink: StatsSink, max_body_bytes: int, auth: Auth | None = None) -> None:
         self.app = app
         self.sink = sink
         self.max_body_bytes = max_body_bytes
+        self.auth = auth if auth is not None else Auth()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,6 +67,7 @@ class RequestContext:
             await send(message)
 
         try:
+            self.auth.check(scope["path"], headers)
             self._check_body_headers(scope, headers)
             if scope["method"] in BODY_METHODS and b"content-length" not in headers:
                 receive = await self._buffered(receive)  # chunked: enforce the limit before the app reads it

@@ -215,6 +215,31 @@ async def test_api_keys(toy_models: Path, tmp_path: Path) -> None:
         assert (await client.get("/readyz")).status_code == 200  # health needs no key
 
 
+JSON = {"content-type": "application/json"}
+
+
+async def test_without_a_key_the_answer_is_401_whatever_the_body(toy_models: Path, tmp_path: Path) -> None:
+    """Authentication comes first: a request without a key learns nothing about the body checks (415, 413, 400,
+    422) or the routes (404, 405); with the key, the same requests get those answers."""
+    async with serve(toy_models, tmp_path / "data", api_keys=("k1",), max_body_bytes=256) as (client, _):
+        bad = [
+            ("POST", "/v1/samples/mh", {"content": b"model=gauss", "headers": {"content-type": "text/plain"}}, 415),
+            ("POST", "/v1/samples/mh", {"content": b'{"model": "gauss", "n": ', "headers": JSON}, 400),
+            ("POST", "/v1/samples/mh", {"content": b"{" + b" " * 300 + b"}", "headers": JSON}, 413),
+            ("POST", "/v1/samples/mh", {"json": {"model": "gauss", "n": 0}}, 422),
+            ("POST", "/v1/samples/nope", {"json": {"model": "gauss", "n": 1}}, 404),
+            ("GET", "/v1/nothing-here", {}, 404),
+            ("DELETE", "/v1/models", {}, 405),
+        ]
+        for method, path, kwargs, with_key in bad:
+            r = await client.request(method, path, **kwargs)
+            assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized", (path, r.text)
+            assert r.headers["request-id"]
+            headers = {**kwargs.get("headers", {}), "x-api-key": "k1"}
+            r = await client.request(method, path, **{**kwargs, "headers": headers})
+            assert r.status_code == with_key, (path, r.text)
+
+
 async def test_admin_routes(tmp_path: Path) -> None:
     root = build(tmp_path / "models", failing=False)
     async with serve(root, tmp_path / "data", admin_token="s3cret") as (client, services):

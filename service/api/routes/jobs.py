@@ -6,10 +6,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from service.api.deps import ERROR_RESPONSES, Services, ServicesDep, require_api_key
+from service.api.deps import ERROR_RESPONSES, Services, ServicesDep
 from service.api.encoding import NPZ_MEDIA_TYPE
 from service.api.errors import InvalidRequest
 from service.api.negotiation import wants_npz
@@ -36,7 +36,7 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {  # one event of the stream (OpenAPI 3.1 rea
     },
 }
 
-router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)],
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/jobs", tags=["jobs"],
                    responses=ERROR_RESPONSES)
 
 

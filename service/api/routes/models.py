@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from service.api.deps import ERROR_RESPONSES, ServicesDep, require_api_key
+from service.api.deps import ERROR_RESPONSES, ServicesDep
 from service.api.describe import model_info
 from service.api.schemas import IgnoredEntry, JobLimits, ModelInfo, ModelList, RequestLimits, ServerLimits
 
-router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["models"], responses=ERROR_RESPONSES)
 
 
 @router.get("/models", response_model=ModelList, summary="Every model version with its state")

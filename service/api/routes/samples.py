@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive
 
-from service.api.deps import ERROR_RESPONSES, ServicesDep, require_api_key
+from service.api.deps import ERROR_RESPONSES, ServicesDep
 from service.api.encoding import NPZ_MEDIA_TYPE
 from service.api.negotiation import wants_npz
 from service.api.results import npz_body, response_body
@@ -20,7 +20,7 @@ from service.engine.ticket import Priority
 
 INLINE_ENCODE_MAX_VALUES = 4096  # below this, encoding on the loop is cheaper than a thread hop
 
-router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["samples"], dependencies=[Depends(require_api_key)])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["samples"])
 
 async def client_gone(receive: Receive) -> None:
     """Completes when the client disconnects (the body has been read, so the next message is the disconnect)."""
