@@ -5,7 +5,8 @@ implements the :class:`~service.engine.stats.StatsSink` protocol and turns them 
 :class:`~prometheus_client.CollectorRegistry` (never the process-global one), so several apps can live in one
 process. ``GET /metrics`` serves :meth:`PrometheusSink.render`.
 
-Naming follows Prometheus' rules: every series starts with ``gansampler_``, values are in base units (seconds,
+Naming follows Prometheus' rules: every series of the service starts with ``gansampler_`` (beside the standard
+``process_*``, ``python_info`` and ``python_gc_*`` of the server process), values are in base units (seconds,
 bytes, ratios in [0, 1]), counters end in ``_total``, histograms have explicit buckets, and label values are
 bounded (``model`` = ``name@version``, ``sampler`` = one of six names, ``route`` = a route template, ``status`` =
 an HTTP status code, ``stage`` = ``initial`` | ``final``); never a seed or a request id.
@@ -22,7 +23,15 @@ from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -63,9 +72,16 @@ class PrometheusSink:
     Thread-safe: ``prometheus_client`` metrics are; the label-set bookkeeping of :meth:`set_gauges` holds a lock.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, process: bool = True) -> None:
+        """``process``: also export the process's own series (``process_*``: resident memory, CPU seconds, open
+        files, start time; ``python_info``; ``python_gc_*``), as the default registry of ``prometheus_client``
+        would, so memory growth and restarts show in Prometheus."""
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
+        if process:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
         n = NAMESPACE
         # --- HTTP -------------------------------------------------------------------------------------------
         self.requests = Counter(

@@ -21,6 +21,8 @@ SCHEMA_VERSION = 39
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
 SEL = 'model=~"$model", sampler=~"$sampler"'  # the model and sampler variables ("All" = ".*")
+API = 'route!~"/livez|/readyz|/metrics"'  # requests from API clients: probes and scrapes left out
+JOB = 'job="gansampler"'  # process_* series are every exporter's: the scrape job of deploy/prometheus/prometheus.yml
 WIDTH = 24
 
 Json = dict[str, Any]
@@ -96,16 +98,19 @@ def panels() -> list[Json]:
     acceptance = ratio("gansampler_mcmc_accepted_total", "gansampler_mcmc_proposals_total")
     return [
         row("Overview"),
-        stat("Samples / s", "Samples returned per second, all models and samplers.",
-             f"sum(rate(gansampler_samples_total[{RI}]))", "ops"),
-        stat("Acceptance (selected)", "Accepted / proposed moves over the selected models and samplers (choose "
-             "mh or rep above for an MH rate: drs and sir accept few candidates by design, ddls every step).",
-             f"sum(rate(gansampler_mcmc_accepted_total{{{SEL}}}[{RI}]))"
-             f"\n/ sum(rate(gansampler_mcmc_proposals_total{{{SEL}}}[{RI}]))", "percentunit",
-             thresholds=[("red", None), ("orange", 0.05), ("green", 0.15)]),
-        stat("5xx ratio", "Share of requests answered with a 5xx status.",
-             f'(sum(rate(gansampler_requests_total{{status=~"5.."}}[{RI}])) or vector(0))'
-             f"\n/ sum(rate(gansampler_requests_total[{RI}]))", "percentunit",
+        stat("Samples / s", "Samples returned per second by the selected models and samplers.",
+             f"sum(rate(gansampler_samples_total{{{SEL}}}[{RI}]))", "ops"),
+        stat("MH acceptance (mh, rep)", "Accepted / proposed moves of the Metropolis-Hastings samplers (mh, rep) "
+             "among the selected models and samplers, one value per sampler. The others are left out: drs and sir "
+             "accept few candidates by design and ddls every step, so a rate over all samplers means nothing.",
+             f'sum by (sampler) (rate(gansampler_mcmc_accepted_total{{{SEL}, sampler=~"mh|rep"}}[{RI}]))'
+             f'\n/ sum by (sampler) (rate(gansampler_mcmc_proposals_total{{{SEL}, sampler=~"mh|rep"}}[{RI}]))',
+             "percentunit", legend="{{sampler}}", thresholds=[("red", None), ("orange", 0.05), ("green", 0.15)]),
+        stat("Server errors (500)", "Share of API requests answered 500 (probes and scrapes not counted; 503s of "
+             "unloaded or loading models and 504s of clients' own timeouts are not server errors), as alert "
+             "GansamplerHighErrorRate counts them.",
+             f'(sum(rate(gansampler_requests_total{{status="500", {API}}}[{RI}])) or vector(0))'
+             f"\n/ sum(rate(gansampler_requests_total{{{API}}}[{RI}]))", "percentunit",
              thresholds=[("green", None), ("orange", 0.01), ("red", 0.05)]),
         stat("Models ready", "Loaded model versions that serve requests, out of all known versions.",
              "sum(gansampler_model_ready)", "none", thresholds=[("red", None), ("green", 1)]),
@@ -172,6 +177,16 @@ def panels() -> list[Json]:
         panel("timeseries", "Model load and warm-up time", "Duration of each model version's latest load and warm-up.",
               [target("max by (model) (gansampler_model_load_seconds)", "load {{model}}"),
                target("max by (model) (gansampler_model_warmup_seconds)", "warm-up {{model}}")], unit="s"),
+        row("Process"),
+        panel("timeseries", "Server memory (RSS)",
+              "Resident memory of each server process (weights, pools, results being encoded). A steady climb "
+              "under steady traffic is a leak; a drop to the start level, a restart.",
+              [target(f"process_resident_memory_bytes{{{JOB}}}", "{{instance}}")], unit="bytes", min=0),
+        panel("timeseries", "Server CPU and open files",
+              "CPU seconds per second of each server process (the device workers' torch threads included), and "
+              "its open file descriptors (connections, job result files).",
+              [target(f"rate(process_cpu_seconds_total{{{JOB}}}[{RI}])", "cpu {{instance}}"),
+               target(f"process_open_fds{{{JOB}}}", "fds {{instance}}", ref="B")], unit="short", min=0),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import subprocess
 import threading
 
@@ -135,13 +136,27 @@ def test_sinks_have_their_own_registries() -> None:
     assert PrometheusSink(registry).registry is registry
 
 
+PROCESS_PREFIXES = ("process_", "python_")  # prometheus_client's standard collectors
+
+
+def test_the_server_process_is_exported(sink: PrometheusSink) -> None:
+    """Memory growth, CPU and restarts show in Prometheus, as with prometheus_client's default registry."""
+    names = {f.name for f in text_string_to_metric_families(sink.render()[0].decode())}
+    assert {"python_info", "python_gc_collections"} <= names
+    if sys.platform.startswith("linux"):
+        assert {"process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds",
+                "process_start_time_seconds"} <= names
+    assert not any(n.startswith(PROCESS_PREFIXES) for n in {
+        f.name for f in text_string_to_metric_families(PrometheusSink(process=False).render()[0].decode())})
+
+
 def test_render_is_text_format_with_bounded_labels(sink: PrometheusSink) -> None:
     body, content_type = sink.render()
     assert content_type.startswith("text/plain; version=0.0.4")
     families = list(text_string_to_metric_families(body.decode()))
     assert families
     for family in families:
-        assert family.name.startswith("gansampler_"), family.name
+        assert family.name.startswith(("gansampler_", *PROCESS_PREFIXES)), family.name
         assert family.documentation, f"{family.name} has no HELP text"
         for s in family.samples:
             assert not ({"seed", "request_id", "chain", "job_id", "id"} & s.labels.keys()), s
