@@ -150,6 +150,36 @@ def test_dashboard_structure() -> None:
     assert {p["type"] for p in d["panels"]} == PANEL_TYPES
 
 
+# series labelled by model and sampler: every panel on them follows the dashboard's $model and $sampler variables
+PER_MODEL_SAMPLER = ("gansampler_samples_total", "gansampler_mcmc_", "gansampler_chain_", "gansampler_nonfinite_",
+                     "gansampler_discriminator_logit", "gansampler_pool_max_rows")
+
+
+def test_panels_on_model_and_sampler_series_follow_the_variables() -> None:
+    for q in promql.dashboard_queries():
+        if any(name in q.expr for name in PER_MODEL_SAMPLER):
+            assert "$model" in q.expr and "$sampler" in q.expr, q.source
+
+
+def test_the_acceptance_stat_is_per_mh_sampler() -> None:
+    """An acceptance rate over every sampler means nothing (ddls accepts every step, drs and sir few by design)."""
+    stats = [p for p in promql.load_dashboard()["panels"] if p["type"] == "stat" and "acceptance" in p["title"].lower()]
+    assert len(stats) == 1
+    expr = stats[0]["targets"][0]["expr"]
+    assert expr.count('sampler=~"mh|rep"') == 2 and expr.count("sum by (sampler)") == 2, expr
+
+
+def test_the_error_panels_and_alert_leave_probes_and_client_statuses_out() -> None:
+    rules = {r.get("alert") or r.get("record"): r["expr"] for g in promql.load_rules()["groups"] for r in g["rules"]}
+    assert "gansampler:requests_500" in rules["GansamplerHighErrorRate"]
+    exprs = [rules["gansampler:requests_500:ratio_rate5m"],
+             *[q.expr for q in promql.dashboard_queries() if "Server errors" in q.source]]
+    assert len(exprs) == 2
+    for expr in exprs:
+        assert 'status="500"' in expr and "5.." not in expr, expr
+        assert expr.count('route!~"/livez|/readyz|/metrics"') == 2, expr
+
+
 def test_provisioning_matches_the_dashboard_and_compose() -> None:
     ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
     (source,) = ds["datasources"]
