@@ -20,10 +20,15 @@ RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 WORKDIR /src
+# The dependencies in a layer of their own, at the exact versions of deploy/constraints.txt (deploy/lock.py): a
+# change to the code does not reinstall them, and two builds of one commit install the same packages. The `gpu`
+# extra brings onnxruntime-gpu instead of onnxruntime (never both); torch is already satisfied above.
 COPY pyproject.toml README.md ./
+COPY deploy/constraints.txt ./deploy/constraints.txt
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['gpu']))" > /tmp/requirements.txt \
+    && pip install -c deploy/constraints.txt -r /tmp/requirements.txt
 COPY service ./service
-# `gpu` extra: onnxruntime-gpu instead of onnxruntime (never both); torch is already satisfied above.
-RUN pip install ".[gpu]" && pip check && python -c "import onnxruntime, torch; print(onnxruntime.get_available_providers(), torch.version.cuda)"
+RUN pip install --no-deps ".[gpu]" && pip check && python -c "import onnxruntime, torch; print(onnxruntime.get_available_providers(), torch.version.cuda)"
 
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive

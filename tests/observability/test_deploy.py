@@ -221,7 +221,9 @@ def test_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:[\w.-]+-runtime-", text, re.M)
     assert re.search(r'pip install "torch==\$\{TORCH_VERSION\}" --index-url "\$\{TORCH_INDEX\}"', text)
-    assert 'pip install ".[gpu]"' in text
+    # dependencies first, pinned, in their own layer; then the code, installed without touching them
+    deps = text.index("pip install -c deploy/constraints.txt -r /tmp/requirements.txt")
+    assert deps < text.index("COPY service ./service") < text.index('pip install --no-deps ".[gpu]"')
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1] not in {"root", "0"}
     assert re.search(r"^HEALTHCHECK .*\n?.*/readyz", text, re.M)
@@ -231,11 +233,29 @@ def test_dockerfile() -> None:
     assert not any(re.match(r"onnxruntime\b(?!-gpu)", e) for e in extras)
 
 
+def test_constraints_pin_every_dependency_of_the_image() -> None:
+    """Every runtime dependency and gpu-extra package of pyproject.toml has one exact version in the constraints the
+    image installs with; and the file is what deploy/lock.py writes (it names no package twice)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lines = [ln for ln in (ROOT / "deploy" / "constraints.txt").read_text().splitlines() if ln and ln[0] != "#"]
+    pins = dict(ln.split("==") for ln in lines)
+    assert len(pins) == len(lines) and all(re.fullmatch(r"[\w.]+", v) for v in pins.values()), lines
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {canonicalize_name(Requirement(r).name) for r in
+              [*project["dependencies"], *project["optional-dependencies"]["gpu"]]}
+    assert wanted <= set(pins), sorted(wanted - set(pins))
+    assert not {"onnxruntime", "pytest", "schemathesis"} & set(pins)  # the image's packages only
+    torch_arg = re.search(r"^ARG TORCH_VERSION=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert torch_arg and torch_arg.group(1) == pins["torch"]
+
+
 def test_dockerignore_keeps_the_context_small() -> None:
     lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
     assert next(ln for ln in lines if ln and not ln.startswith("#")) == "**"  # deny all, then allow
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "service", "models"}
+    assert allowed == {"pyproject.toml", "README.md", "deploy/constraints.txt", "service", "models"}
     copied = re.findall(r"^COPY (?!--from)(?:--\S+ )*(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
     for sources in copied:
         for src in sources.split():
