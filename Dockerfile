@@ -23,10 +23,12 @@ WORKDIR /src
 # The dependencies in a layer of their own, at the exact versions of deploy/constraints.txt (deploy/lock.py): a
 # change to the code does not reinstall them, and two builds of one commit install the same packages. The `gpu`
 # extra brings onnxruntime-gpu instead of onnxruntime (never both); torch is already satisfied above.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 COPY deploy/constraints.txt ./deploy/constraints.txt
 RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['gpu']))" > /tmp/requirements.txt \
     && pip install -c deploy/constraints.txt -r /tmp/requirements.txt
+# README.md (the package's long description) after the dependency layer: editing it rebuilds only what follows.
+COPY README.md ./
 COPY service ./service
 RUN pip install --no-deps ".[gpu]" && pip check && python -c "import onnxruntime, torch; print(onnxruntime.get_available_providers(), torch.version.cuda)"
 

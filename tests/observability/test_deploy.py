@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 import yaml
+from packaging.version import Version
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.metrics import PrometheusSink
@@ -224,6 +229,10 @@ def test_dockerfile() -> None:
     # dependencies first, pinned, in their own layer; then the code, installed without touching them
     deps = text.index("pip install -c deploy/constraints.txt -r /tmp/requirements.txt")
     assert deps < text.index("COPY service ./service") < text.index('pip install --no-deps ".[gpu]"')
+    # the dependency layer's cache key: only what names the dependencies (an edited README must not reinstall them)
+    before = [src for line in re.findall(r"^COPY (?!--from)(?:--\S+ )*(.+) \S+$", text[:deps], re.M)
+              for src in line.split()]
+    assert sorted(before) == ["deploy/constraints.txt", "pyproject.toml"], before
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1] not in {"root", "0"}
     assert re.search(r"^HEALTHCHECK .*\n?.*/readyz", text, re.M)
@@ -249,6 +258,39 @@ def test_constraints_pin_every_dependency_of_the_image() -> None:
     assert not {"onnxruntime", "pytest", "schemathesis"} & set(pins)  # the image's packages only
     torch_arg = re.search(r"^ARG TORCH_VERSION=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
     assert torch_arg and torch_arg.group(1) == pins["torch"]
+
+
+def load_lock() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("deploy_lock", ROOT / "deploy" / "lock.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lock_targets_the_image_python() -> None:
+    """deploy/lock.py evaluates dependency markers for the image's Python: a new base image must update it."""
+    lock = load_lock()
+    image = re.search(r"^ARG CUDA_IMAGE=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert image and image.group(1).endswith(f"-{lock.IMAGE_OS}"), (image, lock.IMAGE_OS)
+    assert lock.TARGET["python_version"] == lock.IMAGE_PYTHON
+
+
+def test_lock_pins_a_stand_in_to_a_released_version() -> None:
+    """onnxruntime-gpu is released apart from onnxruntime: its pin is the newest release not after the CPU one's
+    (a pin copied from onnxruntime may not exist, and the image build would fail)."""
+    lock = load_lock()
+    released = ["1.30.0", "1.31.0rc1", "1.29.0", "1.31.1", "1.33.0", "bogus"]
+    assert lock.newest_not_after("onnxruntime-gpu", "1.32.0", released) == "1.31.1"
+    assert lock.newest_not_after("onnxruntime-gpu", "1.31.1", released) == "1.31.1"
+    with pytest.raises(SystemExit, match=r"onnxruntime-gpu: no released version <= 1\.0"):
+        lock.newest_not_after("onnxruntime-gpu", "1.0", released)
+    pins = lock.current_pins()
+    try:
+        cpu = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        pytest.skip("onnxruntime not installed")
+    assert Version(pins["onnxruntime-gpu"]) <= Version(cpu)
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
