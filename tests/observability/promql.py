@@ -23,7 +23,8 @@ RULES_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
 # Grafana's built-in interval variables, replaced by a window that spans a whole test run so that every rate()
 # sees at least two scrapes of traffic.
 GRAFANA_INTERVALS = ("$__rate_interval", "$__interval", "$__range")
-SERIES_NAME = re.compile(r"(?<![\w:])(gansampler_[A-Za-z0-9_]+)")
+# the service's series and the server process's (prometheus_client's process and platform collectors)
+SERIES_NAME = re.compile(r"(?<![\w:])((?:gansampler|process|python)_[A-Za-z0-9_]+)")
 RECORDED_NAME = re.compile(r"(?<![\w:\"])([a-z_]+:[A-Za-z0-9_:]+)")
 _OPERATOR = re.compile(r"==|!=|<=|>=|<|>|(?<![\w:])(?:and|or|unless)(?![\w:])")
 _MODIFIERS = re.compile(r"^(?:bool\s*|(?:on|ignoring|group_left|group_right)\s*\([^)]*\)\s*)*")
