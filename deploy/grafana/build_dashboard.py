@@ -21,6 +21,7 @@ SCHEMA_VERSION = 39
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
 SEL = 'model=~"$model", sampler=~"$sampler"'  # the model and sampler variables ("All" = ".*")
+MH_SAMPLERS = "mh|rep"  # samplers whose accept ratio is a Metropolis-Hastings acceptance rate
 API = 'route!~"/livez|/readyz|/metrics"'  # requests from API clients: probes and scrapes left out
 JOB = 'job="gansampler"'  # process_* series are every exporter's: the scrape job of deploy/prometheus/prometheus.yml
 WIDTH = 24
@@ -100,15 +101,17 @@ def panels() -> list[Json]:
         row("Overview"),
         stat("Samples / s", "Samples returned per second by the selected models and samplers.",
              f"sum(rate(gansampler_samples_total{{{SEL}}}[{RI}]))", "ops"),
-        stat("MH acceptance (mh, rep)", "Accepted / proposed moves of the Metropolis-Hastings samplers (mh, rep) "
-             "among the selected models and samplers, one value per sampler. The others are left out: drs and sir "
-             "accept few candidates by design and ddls every step, so a rate over all samplers means nothing.",
-             f'sum by (sampler) (rate(gansampler_mcmc_accepted_total{{{SEL}, sampler=~"mh|rep"}}[{RI}]))'
-             f'\n/ sum by (sampler) (rate(gansampler_mcmc_proposals_total{{{SEL}, sampler=~"mh|rep"}}[{RI}]))',
-             "percentunit", legend="{{sampler}}", thresholds=[("red", None), ("orange", 0.05), ("green", 0.15)]),
+        stat("MH acceptance (mh, rep)", "Accepted / proposed moves of the Metropolis-Hastings samplers (mh, rep), "
+             "one value per selected model and sampler (each model has its own usual level). The others are left "
+             "out: drs and sir accept few candidates by design and ddls every step, so a rate pooled over samplers "
+             "or models means nothing.",
+             ratio("gansampler_mcmc_accepted_total", "gansampler_mcmc_proposals_total",
+                   selector=f'{SEL}, sampler=~"{MH_SAMPLERS}"'),
+             "percentunit", legend="{{model}} {{sampler}}",
+             thresholds=[("red", None), ("orange", 0.05), ("green", 0.15)]),
         stat("Server errors (500)", "Share of API requests answered 500 (probes and scrapes not counted; 503s of "
-             "unloaded or loading models and 504s of clients' own timeouts are not server errors), as alert "
-             "GansamplerHighErrorRate counts them.",
+             "unloaded, loading or draining models and 504s of a request's timeout_s are not server errors), as "
+             "alert GansamplerHighErrorRate counts them.",
              f'(sum(rate(gansampler_requests_total{{status="500", {API}}}[{RI}])) or vector(0))'
              f"\n/ sum(rate(gansampler_requests_total{{{API}}}[{RI}]))", "percentunit",
              thresholds=[("green", None), ("orange", 0.01), ("red", 0.05)]),

@@ -166,12 +166,16 @@ def test_panels_on_model_and_sampler_series_follow_the_variables() -> None:
             assert "$model" in q.expr and "$sampler" in q.expr, q.source
 
 
-def test_the_acceptance_stat_is_per_mh_sampler() -> None:
-    """An acceptance rate over every sampler means nothing (ddls accepts every step, drs and sir few by design)."""
+def test_the_acceptance_stat_is_per_mh_sampler_and_model() -> None:
+    """An acceptance rate pooled over samplers means nothing (ddls accepts every step, drs and sir few by design),
+    nor one pooled over models (each has its own level): one value per (model, sampler) of mh and rep."""
     stats = [p for p in promql.load_dashboard()["panels"] if p["type"] == "stat" and "acceptance" in p["title"].lower()]
     assert len(stats) == 1
-    expr = stats[0]["targets"][0]["expr"]
-    assert expr.count('sampler=~"mh|rep"') == 2 and expr.count("sum by (sampler)") == 2, expr
+    (t,) = stats[0]["targets"]
+    expr = t["expr"]
+    assert expr.count('sampler=~"mh|rep"') == 2 and expr.count("sum by (model, sampler)") == 2, expr
+    assert expr.count("$model") == 2 and expr.count("$sampler") == 2, expr
+    assert "{{model}}" in t["legendFormat"] and "{{sampler}}" in t["legendFormat"]
 
 
 def test_the_error_panels_and_alert_leave_probes_and_client_statuses_out() -> None:
