@@ -47,6 +47,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     GANSAMPLER_MODELS_DIR=/models \
     GANSAMPLER_DATA_DIR=/var/lib/gansampler \
     GANSAMPLER_DEVICE=cuda:0 \
+    GANSAMPLER_HOST=0.0.0.0 \
     GANSAMPLER_PORT=8000
 USER gansampler
 WORKDIR /var/lib/gansampler
@@ -55,4 +56,5 @@ EXPOSE 8000
 # Ready = every configured model is ready or failed-and-reported, and at least one serves (docs/api.md).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import os, sys, urllib.request; port = os.environ.get('GANSAMPLER_PORT', '8000'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4).status != 200)"]
-CMD ["gansampler-server", "serve", "--host", "0.0.0.0"]
+# The address and every other setting come from GANSAMPLER_* (above; `docker run -e` or compose overrides them).
+CMD ["gansampler-server", "serve"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -240,7 +241,7 @@ def test_dockerfile() -> None:
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1] not in {"root", "0"}
     assert re.search(r"^HEALTHCHECK .*\n?.*/readyz", text, re.M)
-    assert text.rstrip().splitlines()[-1] == 'CMD ["gansampler-server", "serve", "--host", "0.0.0.0"]'
+    assert text.rstrip().splitlines()[-1] == 'CMD ["gansampler-server", "serve"]'
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
     assert any(e.startswith("onnxruntime-gpu") for e in extras)
     assert not any(re.match(r"onnxruntime\b(?!-gpu)", e) for e in extras)
@@ -262,6 +263,37 @@ def test_constraints_pin_every_dependency_of_the_image() -> None:
     assert not {"onnxruntime", "pytest", "schemathesis"} & set(pins)  # the image's packages only
     torch_arg = re.search(r"^ARG TORCH_VERSION=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
     assert torch_arg and torch_arg.group(1) == pins["torch"]
+
+
+def dockerfile_env_and_cmd() -> tuple[dict[str, str], list[str]]:
+    """The final stage's GANSAMPLER_* variables (ENV) and its CMD."""
+    text = (ROOT / "Dockerfile").read_text()
+    final = text[text.rindex("\nFROM "):].replace("\\\n", " ")
+    env = dict(re.findall(r"\b(GANSAMPLER_\w+)=(\S+)", "\n".join(re.findall(r"^ENV (.+)$", final, re.M))))
+    cmd = re.search(r"^CMD (\[.+\])$", final, re.M)
+    assert cmd is not None
+    return env, json.loads(cmd.group(1))
+
+
+@pytest.mark.parametrize("override", [None, "10.1.2.3"])
+def test_image_settings_come_from_the_environment(override: str | None, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image listens on all interfaces by its ENV, not by a CMD flag, so GANSAMPLER_HOST (docker run -e,
+    compose) still chooses the address: a flag would win over the variable."""
+    from service.api.serve import settings_from_args
+    from service.cli import build_parser
+
+    env, cmd = dockerfile_env_and_cmd()
+    assert cmd[:2] == ["gansampler-server", "serve"]
+    env |= {"GANSAMPLER_MODELS_DIR": str(tmp_path), "GANSAMPLER_DATA_DIR": str(tmp_path / "data"),
+            "GANSAMPLER_DEVICE": "cpu"}  # paths and a device this machine has
+    if override is not None:
+        env["GANSAMPLER_HOST"] = override
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = settings_from_args(build_parser().parse_args(cmd[1:]))
+    assert settings.host == (override or "0.0.0.0")
+    assert settings.port == int(env["GANSAMPLER_PORT"])
 
 
 def load_lock() -> ModuleType:
